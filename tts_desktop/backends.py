@@ -1,0 +1,140 @@
+"""Backends turn batches of symbol ids into audio: the NumPy reference (CPU) or the GPU engine.
+
+Both return the same `BackendResult` per item, so the API, the CLI and the GUI never care which
+one ran. The GPU engine is imported lazily: the CPU path must work where cuda-python is absent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tts_desktop.model.config import VoiceConfig
+
+
+@dataclass
+class BackendResult:
+    audio: np.ndarray
+    mel: np.ndarray
+    alignment: np.ndarray
+    gate: np.ndarray
+    reached_max_steps: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def pad_ids(batch: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad id lists with the pad symbol (id 0) into one (B, T_max) array."""
+    lengths = np.array([len(ids) for ids in batch], np.int64)
+    if (lengths == 0).any():
+        raise ValueError("every item needs at least one symbol")
+    out = np.zeros((len(batch), int(lengths.max())), np.int64)
+    for i, ids in enumerate(batch):
+        out[i, : len(ids)] = ids
+    return out, lengths
+
+
+class CpuBackend:
+    """The NumPy reference pipeline: ground truth for the tests and the CPU fallback."""
+
+    def __init__(self, config: VoiceConfig, tacotron2_weights, waveglow_weights, note: str = ""):
+        from tts_desktop.model.denoiser import Denoiser
+        from tts_desktop.model.tacotron2 import Tacotron2
+        from tts_desktop.model.waveglow import WaveGlow
+
+        self.config = config
+        self.tacotron2 = Tacotron2(config.tacotron2, tacotron2_weights)
+        self.waveglow = WaveGlow(config.waveglow, waveglow_weights)
+        self._denoiser: Denoiser | None = None  # built on first use: it runs WaveGlow once
+        self.device_name = "cpu"
+        self.note = note
+
+    @property
+    def denoiser(self):
+        if self._denoiser is None:
+            from tts_desktop.model.denoiser import Denoiser
+
+            a = self.config.audio
+            self._denoiser = Denoiser(self.waveglow, filter_length=a.filter_length,
+                                      hop_length=a.hop_length, win_length=a.win_length)
+        return self._denoiser
+
+    def synthesize_ids(self, batch: list[list[int]], options, seed: int | None = None,
+                       cancel: Callable[[], bool] | None = None) -> list[BackendResult]:
+        from tts_desktop.api import SynthesisCancelled
+        from tts_desktop.model.griffin_lim import griffin_lim
+
+        cancel = cancel or (lambda: False)
+        rng = np.random.default_rng(seed)
+        ids, lengths = pad_ids(batch)
+        hop = self.config.audio.hop_length
+        max_steps = options.max_decoder_steps or self.config.tacotron2.max_decoder_steps
+        t = {}
+
+        t0 = time.perf_counter()
+        memory = self.tacotron2.encode(ids, lengths)
+        t["encoder"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        dec = self.tacotron2.decode(memory, lengths, max_steps=max_steps,
+                                    early_stop=options.early_stop,
+                                    prenet_dropout=options.prenet_dropout, rng=rng, cancel=cancel)
+        t["decoder"] = time.perf_counter() - t0
+        if cancel():
+            raise SynthesisCancelled()
+
+        t0 = time.perf_counter()
+        mel_post = self.tacotron2.postnet(dec.mel)
+        t["postnet"] = time.perf_counter() - t0
+
+        results = []
+        for i in range(len(batch)):
+            if cancel():
+                raise SynthesisCancelled()
+            n = int(dec.lengths[i])
+            mel_i = mel_post[i : i + 1, :, :n]
+            timings = dict(t)
+            t0 = time.perf_counter()
+            if options.vocoder == "griffin-lim":
+                audio = griffin_lim(mel_i[0], self.config.audio, rng=rng).astype(np.float32)
+                timings["griffin_lim"] = time.perf_counter() - t0
+            else:
+                audio = self.waveglow.infer(mel_i, sigma=options.sigma, rng=rng)
+                timings["waveglow"] = time.perf_counter() - t0
+                if options.denoise > 0:
+                    t0 = time.perf_counter()
+                    audio = self.denoiser(audio, strength=options.denoise)
+                    timings["denoiser"] = time.perf_counter() - t0
+                audio = np.asarray(audio, np.float32)[0, : n * hop]
+            results.append(BackendResult(
+                audio=audio,
+                mel=mel_post[i, :, :n].astype(np.float32),
+                alignment=dec.alignment[i, :n, : int(lengths[i])].astype(np.float32),
+                gate=dec.gate[i, :n].astype(np.float32),
+                reached_max_steps=bool(dec.reached_max[i]),
+                timings=timings,
+            ))
+        return results
+
+
+def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_weights, *,
+                 device: str = "auto", precision: str = "fp16",
+                 progress: Callable[[float, str], None] | None = None):
+    """The GPU engine when asked for (or 'auto' and usable), else the NumPy reference."""
+    if device == "cpu":
+        return CpuBackend(config, tacotron2_weights, waveglow_weights, note="CPU (NumPy reference)")
+    from tts_desktop.engine.runtime import GpuUnavailable, gpu_status
+
+    ok, reason = gpu_status()
+    if not ok:
+        if device == "cuda":
+            raise GpuUnavailable(reason)
+        return CpuBackend(config, tacotron2_weights, waveglow_weights,
+                          note=f"CPU (NumPy reference): no usable GPU: {reason}")
+    from tts_desktop.engine.pipeline import GpuBackend
+
+    return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
+                      precision=precision, progress=progress)
