@@ -21,16 +21,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from tts_desktop.cancel import SynthesisCancelled  # noqa: F401  (part of the public API)
 from tts_desktop.model.config import VoiceConfig
 from tts_desktop.text import TextError, normalize, split_sentences, text_to_sequence
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp16", "fp32")
 VOCODERS = ("waveglow", "griffin-lim")
-
-
-class SynthesisCancelled(Exception):
-    """Raised inside synthesis when the caller's cancel check says stop."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from tts_desktop.cancel import check as check_cancel
 from tts_desktop.model.config import VoiceConfig
 
 
@@ -58,16 +59,20 @@ class CpuBackend:
             from tts_desktop.model.denoiser import Denoiser
 
             a = self.config.audio
-            self._denoiser = Denoiser(self.waveglow, filter_length=a.filter_length,
-                                      hop_length=a.hop_length, win_length=a.win_length)
+            self._denoiser = Denoiser(self.waveglow, n_mel_channels=self.config.waveglow.n_mel_channels,
+                                      filter_length=a.filter_length,
+                                      n_overlap=a.filter_length // a.hop_length, win_length=a.win_length)
         return self._denoiser
 
     def synthesize_ids(self, batch: list[list[int]], options, seed: int | None = None,
                        cancel: Callable[[], bool] | None = None) -> list[BackendResult]:
-        from tts_desktop.api import SynthesisCancelled
+        """Synthesize a batch of id lists; each item's result equals synthesizing it alone.
+
+        Frame counts follow NVIDIA's inference: the mel keeps the frame on which the stop token
+        fired, and the audio is cut to the frames before it (mel_lengths * hop).
+        """
         from tts_desktop.model.griffin_lim import griffin_lim
 
-        cancel = cancel or (lambda: False)
         rng = np.random.default_rng(seed)
         ids, lengths = pad_ids(batch)
         hop = self.config.audio.hop_length
@@ -79,38 +84,36 @@ class CpuBackend:
         t["encoder"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        dec = self.tacotron2.decode(memory, lengths, max_steps=max_steps,
-                                    early_stop=options.early_stop,
+        dec = self.tacotron2.decode(memory, lengths, max_steps=max_steps, early_stop=options.early_stop,
                                     prenet_dropout=options.prenet_dropout, rng=rng, cancel=cancel)
         t["decoder"] = time.perf_counter() - t0
-        if cancel():
-            raise SynthesisCancelled()
 
         t0 = time.perf_counter()
-        mel_post = self.tacotron2.postnet(dec.mel)
+        mel_post = self.tacotron2.postnet(dec.mel, dec.n_frames)
         t["postnet"] = time.perf_counter() - t0
 
         results = []
         for i in range(len(batch)):
-            if cancel():
-                raise SynthesisCancelled()
-            n = int(dec.lengths[i])
+            check_cancel(cancel)
+            n = int(dec.n_frames[i])
+            stopped = options.early_stop and not dec.reached_max[i]
+            n_audio = int(dec.lengths[i]) if stopped else n
             mel_i = mel_post[i : i + 1, :, :n]
             timings = dict(t)
             t0 = time.perf_counter()
             if options.vocoder == "griffin-lim":
-                audio = griffin_lim(mel_i[0], self.config.audio, rng=rng).astype(np.float32)
+                audio = griffin_lim(mel_i[0], self.config.audio, rng=rng)
                 timings["griffin_lim"] = time.perf_counter() - t0
             else:
-                audio = self.waveglow.infer(mel_i, sigma=options.sigma, rng=rng)
+                audio = self.waveglow.infer(mel_i, sigma=options.sigma, rng=rng, cancel=cancel)
                 timings["waveglow"] = time.perf_counter() - t0
                 if options.denoise > 0:
                     t0 = time.perf_counter()
                     audio = self.denoiser(audio, strength=options.denoise)
                     timings["denoiser"] = time.perf_counter() - t0
-                audio = np.asarray(audio, np.float32)[0, : n * hop]
+                audio = audio[0]
             results.append(BackendResult(
-                audio=audio,
+                audio=np.asarray(audio[: n_audio * hop], np.float32),
                 mel=mel_post[i, :, :n].astype(np.float32),
                 alignment=dec.alignment[i, :n, : int(lengths[i])].astype(np.float32),
                 gate=dec.gate[i, :n].astype(np.float32),

@@ -48,7 +48,11 @@ def load_voice(args) -> Voice:
 
 
 def report_capped(sentences, where: str = "") -> None:
+    """Warn about sentences whose stop token misbehaved: never fired, or fired at once."""
     for s in sentences:
-        if s.reached_max_steps:
+        if len(s.audio) == 0:
+            print(f"tts-desktop: warning{where}: the stop token fired on the first frame of sentence "
+                  f"{s.index + 1}, so it has no audio (is this voice trained?)", file=sys.stderr)
+        elif s.reached_max_steps:
             print(f"tts-desktop: warning{where}: the stop token never fired in sentence "
                   f"{s.index + 1}; it was cut at {s.frames} frames", file=sys.stderr)

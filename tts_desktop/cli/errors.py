@@ -27,12 +27,17 @@ class CliError(Exception):
 def friendly_error(e: BaseException) -> tuple[str | None, int]:
     """(message, exit code) for errors a user can act on; (None, _) for genuine bugs."""
     from tts_desktop.audio.files import AudioFileError
+    from tts_desktop.download import DownloadCancelled, DownloadError
     from tts_desktop.model.checkpoint import CheckpointError
     from tts_desktop.model.voice_files import VoiceError
     from tts_desktop.text import TextError
 
     if isinstance(e, (TextError, VoiceError, CheckpointError, AudioFileError)):
         return str(e), EXIT_INPUT
+    if isinstance(e, DownloadError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, DownloadCancelled):
+        return "download cancelled; run the same command again to resume", EXIT_INTERRUPTED
     if type(e).__name__ == "GpuUnavailable":
         return f"no usable GPU: {e}", EXIT_NO_GPU
     if isinstance(e, ValueError):

@@ -24,7 +24,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.special import expit
 
-from .config import WaveGlowConfig
+from tts_desktop.cancel import CancelCheck
+from tts_desktop.cancel import check as check_cancel
+from tts_desktop.model.config import WaveGlowConfig
 
 # NVIDIA hard-codes the upsampler: ConvTranspose1d(80, 80, 1024, stride=256).
 UPSAMPLE_KERNEL = 1024
@@ -154,6 +156,7 @@ class WaveGlow:
         rng: np.random.Generator | None = None,
         z: np.ndarray | None = None,
         lengths: Sequence[int] | None = None,
+        cancel: CancelCheck | None = None,
     ) -> np.ndarray:
         """mel (B, n_mel, T) float32 -> audio (B, T*256) float32 in [-1, 1] scale.
 
@@ -165,6 +168,7 @@ class WaveGlow:
         lengths: valid mel frames per item when a batch is zero-padded to a common T. Each item's
         audio up to lengths[b]*256 then equals running it alone, and samples past it are zero.
         Without lengths, padding leaks into the end of shorter items, as in NVIDIA's batches.
+        cancel: checked before every flow; when it returns True, SynthesisCancelled is raised.
         """
         cfg = self.config
         mel = _f32(mel)
@@ -191,6 +195,7 @@ class WaveGlow:
         audio = z[:, : self.n_remaining_channels]
         next_early = self.n_remaining_channels
         for k in reversed(range(cfg.n_flows)):
+            check_cancel(cancel)
             n_half = audio.shape[1] // 2
             out = self.wn[k](audio[:, :n_half], cond, mask)
             b_shift, log_s = out[:, :n_half], out[:, n_half:]

@@ -1,0 +1,48 @@
+"""`english_cleaners`: the text clean-up NVIDIA's Tacotron2 was trained with.
+
+The steps and their order are NVIDIA's: Unicode → ASCII, lower case, numbers → words,
+abbreviations → words, runs of whitespace → one space. For ASCII text the result is NVIDIA's,
+character for character, except where this project deliberately does better:
+
+- "&" → "and" and "%" → "percent" (NVIDIA drops both: "smith & jones" became "smith  jones");
+- the improvements to Unicode listed in transliterate.py and to numbers listed in numbers.py.
+
+Leading and trailing spaces are kept, as NVIDIA keeps them: they are symbols the model reads.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tts_desktop.text.numbers import normalize_numbers
+from tts_desktop.text.transliterate import to_ascii
+
+# NVIDIA's list, applied one after another in this order ("mrs" before "mr"), as NVIDIA does:
+# a single alternation would differ on run-together text such as "mr.st.".
+_ABBREVIATIONS = {
+    "mrs": "misess", "mr": "mister", "dr": "doctor", "st": "saint", "co": "company",
+    "jr": "junior", "maj": "major", "gen": "general", "drs": "doctors", "rev": "reverend",
+    "lt": "lieutenant", "hon": "honorable", "sgt": "sergeant", "capt": "captain",
+    "esq": "esquire", "ltd": "limited", "col": "colonel", "ft": "fort",
+}
+_ABBREVIATION_RES = [(re.compile(rf"\b{short}\.", re.IGNORECASE), long)
+                     for short, long in _ABBREVIATIONS.items()]
+
+_SYMBOL_WORDS = re.compile(r"\s*([&%])\s*")
+_SPOKEN_SYMBOLS = {"&": " and ", "%": " percent "}
+_WHITESPACE = re.compile(r"\s+")
+
+
+def expand_abbreviations(text: str) -> str:
+    for pattern, long in _ABBREVIATION_RES:
+        text = pattern.sub(long, text)
+    return text
+
+
+def english_cleaners(text: str) -> str:
+    """Clean `text` for the English Tacotron2: ASCII, lower case, numbers and abbreviations in words."""
+    text = to_ascii(text).lower()
+    text = _SYMBOL_WORDS.sub(lambda m: _SPOKEN_SYMBOLS[m.group(1)], text)
+    text = normalize_numbers(text)
+    text = expand_abbreviations(text)
+    return _WHITESPACE.sub(" ", text)
