@@ -70,7 +70,9 @@ def list_voices() -> list[VoiceEntry]:
     found = []
     for source, root in (("bundled", bundled_voices_dir()), ("user", user_voices_dir())):
         if root.is_dir():
-            for folder in sorted(p for p in root.iterdir() if p.is_dir() and _is_voice(p)):
+            # dot-folders are staging areas of writes in progress (see voice_files.save_voice)
+            folders = (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _is_voice(p))
+            for folder in sorted(folders):
                 entry = _entry(folder, source)
                 if entry:
                     found.append(entry)

@@ -196,24 +196,19 @@ _OTHER_RECORD_CLASSES = {
     ("torch.nn.utils.weight_norm", "WeightNorm"),
     ("argparse", "Namespace"),
 }
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
-_BUILTINS = {"set": set, "frozenset": frozenset, "bytearray": bytearray, "complex": complex,
-             "slice": slice, "range": range}
+# Only constructors whose memory use is bounded by the pickle's own size (no bytearray(10**12)).
+_BUILTINS = {"set": set, "frozenset": frozenset}
 
 
-def _numpy_global(name: str):
-    """NumPy's own pickle helpers (arrays and scalars saved inside a checkpoint's extras)."""
-    try:
-        from numpy._core import multiarray  # NumPy >= 2
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        from numpy.core import multiarray
-    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
-            "ndarray": np.ndarray, "dtype": np.dtype}[name]
+class _TensorType:
+    """What torch.Tensor becomes: it only appears as the `new_type` of _rebuild_from_type_v2."""
+
+    def __repr__(self):
+        return "torch.Tensor"
+
+
+_TENSOR_TYPE = _TensorType()
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -247,13 +242,13 @@ class _SafeUnpickler(pickle.Unpickler):
         if module == "torch._tensor" and name == "_rebuild_from_type_v2":
             return self._rebuild_from_type_v2
         if module in ("torch", "torch._tensor") and name == "Tensor":
-            return np.ndarray
+            return _TENSOR_TYPE
         if module in ("torch.nn.parameter", "torch.nn") and name == "Parameter":
             return _passthrough_first
         if module == "torch" and name in _STORAGE_TYPES or (module, name) == ("torch.storage", "UntypedStorage"):
             return _StorageType(name, _STORAGE_TYPES[name])
-        if module == "torch" and name in _DTYPES:
-            return _TorchDtype(name)
+        if module == "torch" and (name in _DTYPES or name.startswith(("float8", "uint", "int", "bits"))):
+            return _TorchDtype(name)  # dtypes NumPy lacks are refused when a tensor uses them
         if module == "torch" and name == "Size":
             return tuple
         if module == "torch" and name == "device":
@@ -264,8 +259,6 @@ class _SafeUnpickler(pickle.Unpickler):
             return _BUILTINS[name]
         if module == "_codecs" and name == "encode":
             return _latin1_encode
-        if (module, name) in _NUMPY_GLOBALS:
-            return _numpy_global(name)
         if (name.isidentifier() and (module.startswith(_MODEL_CLASS_MODULES) or module in _NVIDIA_MODEL_MODULES)
                 or (module, name) in _OTHER_RECORD_CLASSES):
             return self._record_class(module, name)
@@ -288,13 +281,13 @@ class _SafeUnpickler(pickle.Unpickler):
 
     def _rebuild_tensor_v3(self, storage, storage_offset, size, stride, requires_grad, backward_hooks,
                            dtype, metadata=None):
-        if not isinstance(dtype, _TorchDtype):
-            raise CheckpointError(f"'{self._source.name}' has a tensor whose dtype is {dtype!r}")
+        if not isinstance(dtype, _TorchDtype) or dtype.name not in _DTYPES:
+            raise CheckpointError(f"'{self._source.name}' has a tensor of unsupported dtype {_short(dtype)}")
         return self._tensor(storage, storage_offset, size, stride, _DTYPES[dtype.name])
 
     def _rebuild_from_type_v2(self, func, new_type, args, state):
         if func not in (self._rebuild_tensor, self._rebuild_tensor_v2, self._rebuild_tensor_v3) \
-                or new_type not in (np.ndarray, _passthrough_first):
+                or new_type not in (_TENSOR_TYPE, _passthrough_first):
             raise CheckpointError(f"'{self._source.name}' rebuilds a tensor of an unsupported type")
         return func(*args)
 
@@ -312,23 +305,23 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 class _MemoryReader:
-    """A file-like reader over bytes for the unpickler, so every read is bounded by the file size."""
+    """A file-like reader over bytes for the unpickler, so every read is bounded by the file size
+    and the position after a pickle is exact (legacy files put raw bytes after their pickles)."""
 
-    def __init__(self, data: memoryview, pos: int = 0):
+    def __init__(self, data: bytes | bytearray, pos: int = 0):
         self._data = data
+        self._view = memoryview(data)
         self.pos = pos
 
     def read(self, n: int = -1) -> bytes:
         end = len(self._data) if n is None or n < 0 else min(self.pos + n, len(self._data))
-        chunk = bytes(self._data[self.pos:end])
+        chunk = bytes(self._view[self.pos:end])
         self.pos = end
         return chunk
 
     def readline(self) -> bytes:
-        end = self.pos
-        while end < len(self._data) and self._data[end] != 0x0A:
-            end += 1
-        return self.read(end + 1 - self.pos)
+        newline = self._data.find(b"\n", self.pos)
+        return self.read((len(self._data) if newline < 0 else newline + 1) - self.pos)
 
 
 def _storage_spec(pid, source: Path):
@@ -403,11 +396,12 @@ def _read_zip(path: Path, zf: zipfile.ZipFile) -> Any:
         return storages[key]
 
     data = zf.read(pickles[0])
-    return _SafeUnpickler(_MemoryReader(memoryview(data)), path, load_storage).load()
+    return _SafeUnpickler(_MemoryReader(data), path, load_storage).load()
 
 
-def _read_legacy(path: Path, data: memoryview) -> Any:
-    reader = _MemoryReader(data)
+def _read_legacy(path: Path, buffer: bytearray) -> Any:
+    data = memoryview(buffer)  # storages become zero-copy slices of the file's bytes
+    reader = _MemoryReader(buffer)
     magic = _SafeUnpickler(reader, path).load()
     if magic != LEGACY_MAGIC_NUMBER:
         raise CheckpointError(f"'{path.name}' is a pickle but not a PyTorch checkpoint (no magic number)")
@@ -478,7 +472,7 @@ def _read_legacy(path: Path, data: memoryview) -> Any:
                                        roots[key].dtype_name, little_endian)
         return views[view_key]
 
-    return _SafeUnpickler(_MemoryReader(data, object_start), path, load_storage).load()
+    return _SafeUnpickler(_MemoryReader(buffer, object_start), path, load_storage).load()
 
 
 def read_checkpoint(path) -> Any:
@@ -509,7 +503,7 @@ def read_checkpoint(path) -> Any:
             if tarfile.is_tarfile(path):
                 raise CheckpointError(f"'{path.name}' uses torch's pre-1.0 tar format, which is not supported")
             raise CheckpointError(f"'{path.name}' is not a PyTorch checkpoint (neither a zip nor a pickle)")
-        return _read_legacy(path, memoryview(buffer))
+        return _read_legacy(path, buffer)
     except CheckpointError:
         raise
     except OSError as err:

@@ -56,7 +56,8 @@ def load_tacotron2(path) -> tuple[Tacotron2Config, Weights, dict[str, Any]]:
     weights = _normalize_keys(raw, layout)
     _check_kind(path, weights, "Tacotron2")
     inferred = _infer_tacotron2(path, weights)
-    config, config_source = _merge_config(inferred, stored_config, Tacotron2Config.from_dict)
+    config, config_source = _merge_config(path, inferred, stored_config, Tacotron2Config.from_dict,
+                                          ("encoder_n_convolutions", "postnet_n_convolutions"))
     if config.symbols_embedding_dim != config.encoder_embedding_dim:
         raise CheckpointLayoutError(
             f"'{path.name}': symbols_embedding_dim {config.symbols_embedding_dim} differs from "
@@ -73,7 +74,8 @@ def load_waveglow(path) -> tuple[WaveGlowConfig, Weights, dict[str, Any]]:
     _check_kind(path, weights, "WaveGlow")
     _split_single_cond_layer(weights, layout)
     inferred = _infer_waveglow(path, weights)
-    config, config_source = _merge_config(inferred, stored_config, WaveGlowConfig.from_dict)
+    config, config_source = _merge_config(path, inferred, stored_config, WaveGlowConfig.from_dict,
+                                          ("n_flows", "wn_n_layers"))
     weights, ignored = _validated(path, weights, _shapes_or_error(path, waveglow_shapes, config))
     return config, weights, _info(path, layout, config_source, ignored)
 
@@ -309,16 +311,23 @@ def _infer_waveglow(path: Path, w: Weights) -> WaveGlowConfig:
     )
 
 
-def _merge_config(inferred, stored: dict | None, from_dict):
+def _merge_config(path: Path, inferred, stored: dict | None, from_dict, counts: tuple[str, ...]):
     """The stored config where the checkpoint has one (its values win, and are then checked
-    against the tensors), the inferred dimensions for anything it leaves out."""
+    against the tensors), the inferred dimensions for anything it leaves out.
+
+    Layer counts are checked first: they bound loops, and a config is as untrusted as the file.
+    """
     if not stored:
         return inferred, "tensor shapes"
     given = dataclasses.asdict(from_dict(stored))
-    defaults = dataclasses.asdict(type(inferred)())
     stated = {k for k in given if k in stored or _nested_key_given(k, stored)}
-    merged = {k: (given[k] if k in stated else getattr(inferred, k)) for k in defaults}
-    return type(inferred)(**merged), "checkpoint config"
+    merged = type(inferred)(**{k: (given[k] if k in stated else v) for k, v in dataclasses.asdict(inferred).items()})
+    for name in counts:
+        if getattr(merged, name) != getattr(inferred, name):
+            raise CheckpointLayoutError(
+                f"'{path.name}': its config says {name} = {getattr(merged, name)!r} but it holds weights "
+                f"for {getattr(inferred, name)}")
+    return merged, "checkpoint config"
 
 
 def _nested_key_given(field_name: str, stored: Mapping) -> bool:

@@ -183,7 +183,9 @@ def save_voice(directory, config: VoiceConfig, tacotron2_weights: Mapping[str, n
             save_file(tensors, str(staging / file_name),
                       metadata={"format": "tts-desktop-voice", "format_version": str(FORMAT_VERSION)})
             _fsync_file(staging / file_name)
-        text = json.dumps(config.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        # weights_dtype tells `tts-desktop voices` the storage precision without opening the weights
+        meta = {**config.to_dict(), "weights_dtype": dtype.name}
+        text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         (staging / VOICE_JSON).write_text(text, encoding="utf-8")
         _fsync_file(staging / VOICE_JSON)
         _fsync_dir(staging)
