@@ -1,0 +1,578 @@
+// Tacotron2 inference decoder, one step = five kernels (NVIDIA's Decoder.decode + the prenet + the
+// stop test), run over and over from a CUDA graph (a conditional WHILE node, or chunks of steps).
+//
+//   dec_lstm_att     attention LSTM: gates = W [prenet, context, h_att] + b; cell update fused
+//   dec_att_energy   query projection, location conv + dense, tanh, v: energies e (B, T_in)
+//   dec_att_context  masked softmax over each item's true length, cumulative weights, context
+//   dec_lstm_dec     decoder LSTM: gates = W [h_att, context, h_dec] + b; cell update fused
+//   dec_project      mel frame + gate logit, outputs, stop test, then the prenet of the next input
+//
+// Weights are `wt`: __half in the FP16 engine (-DDEC_HALF=1), float in the FP32 engine; all
+// arithmetic and every state vector is float. Sizes are compile-time (defaults: NVIDIA's LJSpeech
+// model); batch size and T_in are run-time.
+//
+// Step bookkeeping lives on the device (ctl), so every launch of a step is identical and a graph can
+// replay it: ctl[0] = step s, ctl[1] = done, ctl[2] = block ticket of dec_project. h_att and h_dec are
+// ping-pong buffers [2][B][H]: step s reads half (s & 1) and writes half (s + 1) & 1. Every kernel
+// returns at once when done is set, so a graph may hold more steps than are needed.
+#include <cuda_fp16.h>
+// cudaGraphSetConditional; the header it pulls in warns (#1105) when included without cuda_runtime.h
+#pragma nv_diag_suppress 1105
+#include <cuda_device_runtime_api.h>
+#pragma nv_diag_default 1105
+
+#ifndef DEC_HALF
+#define DEC_HALF 1
+#endif
+#ifndef N_MEL
+#define N_MEL 80
+#endif
+#ifndef PRENET
+#define PRENET 256
+#endif
+#ifndef ENC
+#define ENC 512
+#endif
+#ifndef ATT_RNN
+#define ATT_RNN 1024
+#endif
+#ifndef DEC_RNN
+#define DEC_RNN 1024
+#endif
+#ifndef ATT_DIM
+#define ATT_DIM 128
+#endif
+#ifndef LOC_F
+#define LOC_F 32
+#endif
+#ifndef LOC_K
+#define LOC_K 31
+#endif
+#ifndef LSTM_SPLIT
+#define LSTM_SPLIT 2  // warps that share one LSTM unit's dot products (split over the input)
+#endif
+#ifndef ENERGY_TT
+#define ENERGY_TT 16  // encoder steps per dec_att_energy block (16 beat 32 and 64 on the H100)
+#endif
+
+#if DEC_HALF
+typedef __half wt;
+#else
+typedef float wt;
+#endif
+
+#define NT 256  // threads per block, every kernel
+#define NEG_INF __int_as_float(0xff800000)
+static_assert(PRENET % 8 == 0 && ENC % 8 == 0 && ATT_RNN % 8 == 0 && DEC_RNN % 8 == 0, "8-wide chunks");
+static_assert(ATT_DIM % 32 == 0 && NT % ATT_DIM == 0, "ATT_DIM must be 32, 64, 128 or 256");
+static_assert(N_MEL % 8 == 0, "N_MEL multiple of 8");
+static_assert(8 % LSTM_SPLIT == 0, "LSTM_SPLIT divides the 8 warps of a block");
+
+// ------------------------------------------------------------------------------------- helpers
+
+// 8 consecutive weights as float: one 16-byte load for halves, two for floats
+__device__ __forceinline__ void load8(const __half* __restrict__ p, float (&o)[8]) {
+    uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float2 f = __half22float2(h[i]);
+        o[2 * i] = f.x;
+        o[2 * i + 1] = f.y;
+    }
+}
+__device__ __forceinline__ void load8(const float* __restrict__ p, float (&o)[8]) {
+    float4 a = __ldg(reinterpret_cast<const float4*>(p));
+    float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
+    o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+}
+// state vectors are written by earlier kernels of the same graph: plain loads, not __ldg's
+// read-only path (which is only coherent for data constant during the kernel -- true here too, but
+// keep the two kinds apart)
+__device__ __forceinline__ void load8s(const float* p, float (&o)[8]) {
+    float4 a = reinterpret_cast<const float4*>(p)[0];
+    float4 b = reinterpret_cast<const float4*>(p)[1];
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
+    o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+}
+__device__ __forceinline__ float ldw(const __half* p) { return __half2float(p[0]); }
+__device__ __forceinline__ float ldw(const float* p) { return p[0]; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// Philox4x32-10 (Salmon et al., SC'11): counter-based, so the dropout mask of (step, item, layer,
+// unit) is a pure function of the seed -- no RNG state to carry between steps or launches.
+__device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint2 k) {
+#pragma unroll
+    for (int r = 0; r < 10; ++r) {
+        const unsigned hi0 = __umulhi(0xD2511F53u, c.x), lo0 = 0xD2511F53u * c.x;
+        const unsigned hi1 = __umulhi(0xCD9E8D57u, c.z), lo1 = 0xCD9E8D57u * c.z;
+        c = make_uint4(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+        k.x += 0x9E3779B9u;
+        k.y += 0xBB67AE85u;
+    }
+    return c;
+}
+// keep unit j of prenet layer `layer` (p = 0.5): word j % 4 of Philox(counter = (j / 4, item, step,
+// layer), key = seed); kept when its top bit is clear, i.e. a uniform [0, 1) draw < 0.5
+__device__ __forceinline__ bool dropout_keep(uint2 seed, int step, int item, int layer, int j) {
+    uint4 r = philox4x32_10(make_uint4((unsigned)j >> 2, (unsigned)item, (unsigned)step, (unsigned)layer), seed);
+    const unsigned w = (j & 3) == 0 ? r.x : (j & 3) == 1 ? r.y : (j & 3) == 2 ? r.z : r.w;
+    return (w >> 31) == 0u;
+}
+
+// Rows r0, r0 + rs, ..., r0 + (NR - 1) rs (those < nrows) of W (row length K, 8 | K) dotted with
+// x in shared memory by one warp. NR independent accumulators: NR loads per lane are in flight at
+// once instead of one row's latency after another (v1 did one row at a time: 29 us for dec_project).
+template <int NR, int K>
+__device__ __forceinline__ void warp_rows(const wt* __restrict__ W, const float* x, int r0, int rs, int nrows,
+                                          float (&out)[NR]) {
+    const int lane = threadIdx.x & 31;
+    float acc[NR];
+#pragma unroll
+    for (int q = 0; q < NR; ++q) acc[q] = 0.f;
+    for (int ch = lane; ch < K / 8; ch += 32) {
+        float xv[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) xv[e] = x[ch * 8 + e];
+#pragma unroll
+        for (int q = 0; q < NR; ++q) {
+            const int r = r0 + q * rs;
+            if (r < nrows) {
+                float w[8];
+                load8(W + (size_t)r * K + ch * 8, w);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[q] = fmaf(w[e], xv[e], acc[q]);
+            }
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < NR; ++q) out[q] = warp_sum(acc[q]);
+}
+
+// Device-side control and per-item bookkeeping, one struct so a launch takes one pointer.
+struct DecCtl {
+    int step;         // steps completed
+    int done;         // 1 once every item has stopped or hit its cap
+    int ticket;       // dec_project's last-block election
+    int use_dropout;  // prenet dropout on/off
+    unsigned seed_lo, seed_hi;
+    int max_steps;    // global cap (<= the output buffers' T)
+    int pad;
+};
+
+// ------------------------------------------------------------------------------------- LSTM cell
+
+// One LSTM cell step for all B items: gates = W [in1, in2, h_prev] + bias, W packed per unit as
+// [H][4][K] (rows i, f, g, o of unit j adjacent, K = D1 + D2 + H: the concat is never built),
+// bias [H][4] = b_ih + b_hh. LSTM_SPLIT warps share a unit, each taking every LSTM_SPLIT-th
+// 8-wide chunk of the input; items go BT at a time so a weight chunk is loaded once per BT items.
+template <int D1, int D2, int H>
+__device__ __forceinline__ void lstm_cell(const wt* __restrict__ W, const float* __restrict__ bias,
+                                          const float* in1, const float* in2, const float* h_prev,
+                                          float* h_new, float* c, int B) {
+    constexpr int K = D1 + D2 + H;
+    constexpr int NCH = K / 8;
+    constexpr int S = LSTM_SPLIT;
+    constexpr int NI = (NCH + 32 * S - 1) / (32 * S);
+    constexpr int U = (NT / 32) / S;  // units per block
+    constexpr int BT = 4;
+    __shared__ float red[NT / 32][4][BT];
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int j = blockIdx.x * U + warp / S;
+    const int part = warp % S;
+    const bool active = j < H;
+    const wt* Wj = W + (size_t)(active ? j : 0) * 4 * K;
+
+    for (int b0 = 0; b0 < B; b0 += BT) {
+        float acc[4][BT];
+#pragma unroll
+        for (int g = 0; g < 4; ++g)
+#pragma unroll
+            for (int t = 0; t < BT; ++t) acc[g][t] = 0.f;
+#pragma unroll
+        for (int i = 0; i < NI; ++i) {
+            const int ch = part * 32 + lane + i * 32 * S;
+            if (active && ch < NCH) {
+                const int k0 = ch * 8;
+                float w[4][8];
+#pragma unroll
+                for (int g = 0; g < 4; ++g) load8(Wj + (size_t)g * K + k0, w[g]);
+                // the chunk's source: one of the three concatenated inputs (8 | D1, D2)
+                const float* src;
+                int ld;
+                if (k0 < D1) { src = in1 + k0; ld = D1; }
+                else if (k0 < D1 + D2) { src = in2 + (k0 - D1); ld = D2; }
+                else { src = h_prev + (k0 - D1 - D2); ld = H; }
+#pragma unroll
+                for (int t = 0; t < BT; ++t) {
+                    if (b0 + t < B) {
+                        float x[8];
+                        load8s(src + (size_t)(b0 + t) * ld, x);
+#pragma unroll
+                        for (int g = 0; g < 4; ++g)
+#pragma unroll
+                            for (int e = 0; e < 8; ++e) acc[g][t] = fmaf(w[g][e], x[e], acc[g][t]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < 4; ++g)
+#pragma unroll
+            for (int t = 0; t < BT; ++t) acc[g][t] = warp_sum(acc[g][t]);
+        if (S > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int g = 0; g < 4; ++g)
+#pragma unroll
+                    for (int t = 0; t < BT; ++t) red[warp][g][t] = acc[g][t];
+            __syncthreads();
+            if (part == 0 && lane == 0) {
+#pragma unroll
+                for (int q = 1; q < S; ++q)
+#pragma unroll
+                    for (int g = 0; g < 4; ++g)
+#pragma unroll
+                        for (int t = 0; t < BT; ++t) acc[g][t] += red[warp + q][g][t];
+            }
+            __syncthreads();  // red is reused by the next item tile
+        }
+        if (active && part == 0 && lane == 0) {
+#pragma unroll
+            for (int t = 0; t < BT; ++t) {
+                const int b = b0 + t;
+                if (b < B) {
+                    const float ig = sigmoidf_(acc[0][t] + bias[4 * j + 0]);
+                    const float fg = sigmoidf_(acc[1][t] + bias[4 * j + 1]);
+                    const float gg = tanhf(acc[2][t] + bias[4 * j + 2]);
+                    const float og = sigmoidf_(acc[3][t] + bias[4 * j + 3]);
+                    const float cn = fg * c[(size_t)b * H + j] + ig * gg;
+                    c[(size_t)b * H + j] = cn;
+                    h_new[(size_t)b * H + j] = og * tanhf(cn);
+                }
+            }
+        }
+    }
+}
+
+// attention RNN: input [prenet (PRENET), context (ENC)], hidden ATT_RNN. grid: ceil(ATT_RNN / U)
+extern "C" __global__ void __launch_bounds__(NT) dec_lstm_att(const DecCtl* ctl, const wt* __restrict__ W,
+                                                              const float* __restrict__ bias, const float* prenet,
+                                                              const float* context, float* h_att, float* c_att,
+                                                              int B) {
+    if (ctl->done) return;
+    const int s = ctl->step;
+    const size_t half = (size_t)B * ATT_RNN;
+    lstm_cell<PRENET, ENC, ATT_RNN>(W, bias, prenet, context, h_att + (s & 1) * half,
+                                    h_att + ((s + 1) & 1) * half, c_att, B);
+}
+
+// decoder RNN: input [h_att (ATT_RNN), context (ENC)], hidden DEC_RNN. grid: ceil(DEC_RNN / U)
+extern "C" __global__ void __launch_bounds__(NT) dec_lstm_dec(const DecCtl* ctl, const wt* __restrict__ W,
+                                                              const float* __restrict__ bias, const float* h_att,
+                                                              const float* context, float* h_dec, float* c_dec,
+                                                              int B) {
+    if (ctl->done) return;
+    const int s = ctl->step;
+    lstm_cell<ATT_RNN, ENC, DEC_RNN>(W, bias, h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN, context,
+                                     h_dec + (s & 1) * (size_t)B * DEC_RNN,
+                                     h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN, c_dec, B);
+}
+
+// ------------------------------------------------------------------------------------- attention
+
+// Energies e[b, t] for ENERGY_TT encoder steps of one item: grid (ceil(T_in / TT), B).
+//   q   = Wq h_att                       (ATT_DIM; every block of the item recomputes it: cheaper
+//                                          than one more launch per step)
+//   f   = conv(loc_w, [w_prev, w_cum])   (LOC_F x TT, 'same' zero padding)
+//   e_t = v . tanh(q + pm[b, t] + Wd f_t), and -inf for t >= in_len[b] (the softmax mask)
+// Wq: [ATT_DIM][ATT_RNN] (wt), conv: [LOC_F][2][LOC_K] float, Wd: [ATT_DIM][LOC_F] float, v float.
+extern "C" __global__ void __launch_bounds__(NT) dec_att_energy(
+    const DecCtl* ctl, const wt* __restrict__ Wq, const float* __restrict__ conv_w,
+    const float* __restrict__ dense_w, const float* __restrict__ v, const float* h_att,
+    const float* __restrict__ pm, const float* aw, const float* cum, const int* __restrict__ in_len,
+    float* energy, int B, int T_in) {
+    if (ctl->done) return;
+    constexpr int TT = ENERGY_TT, PAD = (LOC_K - 1) / 2, WIN = TT + LOC_K - 1;
+    __shared__ float q[ATT_DIM];
+    __shared__ __align__(16) float hs[ATT_RNN];
+    __shared__ float win[2][WIN];
+    __shared__ float cw[LOC_F * 2 * LOC_K];
+    __shared__ float f[LOC_F][TT + 1];
+    __shared__ float part[TT][ATT_DIM / 32];
+
+    const int b = blockIdx.y, t0 = blockIdx.x * TT;
+    const int L = in_len[b];
+    const int s = ctl->step;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* h = h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN + (size_t)b * ATT_RNN;
+
+    for (int i = threadIdx.x; i < ATT_RNN; i += NT) hs[i] = h[i];
+    __syncthreads();
+    // query projection: each warp ATT_DIM / 8 rows, all in flight together
+    {
+        constexpr int NR = ATT_DIM / (NT / 32);
+        float out[NR];
+        warp_rows<NR, ATT_RNN>(Wq, hs, warp, NT / 32, ATT_DIM, out);
+        if (lane == 0)
+#pragma unroll
+            for (int i = 0; i < NR; ++i) q[warp + i * (NT / 32)] = out[i];
+    }
+    for (int i = threadIdx.x; i < WIN; i += NT) {
+        const int t = t0 - PAD + i;
+        const bool in = t >= 0 && t < T_in;
+        win[0][i] = in ? aw[(size_t)b * T_in + t] : 0.f;
+        win[1][i] = in ? cum[(size_t)b * T_in + t] : 0.f;
+    }
+    for (int i = threadIdx.x; i < LOC_F * 2 * LOC_K; i += NT) cw[i] = conv_w[i];
+    __syncthreads();
+
+    // location conv: LOC_F x TT outputs, 2 * LOC_K taps each
+    for (int o = threadIdx.x; o < LOC_F * TT; o += NT) {
+        const int k = o / TT, tt = o % TT;
+        float acc = 0.f;
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+#pragma unroll 8
+            for (int j = 0; j < LOC_K; ++j) acc = fmaf(cw[(k * 2 + c) * LOC_K + j], win[c][tt + j], acc);
+        f[k][tt] = acc;
+    }
+    __syncthreads();
+
+    // dense + tanh + v: thread (a, group) walks the block's steps tt = group, group + G, ...
+    constexpr int G = NT / ATT_DIM;
+    const int a = threadIdx.x % ATT_DIM, grp = threadIdx.x / ATT_DIM;
+    float wd[LOC_F];
+#pragma unroll
+    for (int k = 0; k < LOC_F; ++k) wd[k] = dense_w[a * LOC_F + k];
+    const float qa = q[a], va = v[a];
+    constexpr int UNR = TT / G < 4 ? TT / G : 4;
+    static_assert(UNR >= 1 && TT % (UNR * G) == 0, "ENERGY_TT multiple of 256 / ATT_DIM");
+    for (int tt0 = grp; tt0 < TT; tt0 += UNR * G) {
+        float val[UNR];  // UNR steps at once: independent shuffle chains
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            const int tt = tt0 + u * G, t = t0 + tt;
+            val[u] = 0.f;
+            if (t < L) {
+                float x = qa + pm[((size_t)b * T_in + t) * ATT_DIM + a];
+#pragma unroll
+                for (int k = 0; k < LOC_F; ++k) x = fmaf(wd[k], f[k][tt], x);
+                val[u] = va * tanhf(x);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            const float r = warp_sum(val[u]);
+            if (lane == 0) part[tt0 + u * G][(threadIdx.x % ATT_DIM) >> 5] = r;
+        }
+    }
+    __syncthreads();
+    for (int tt = threadIdx.x; tt < TT; tt += NT) {
+        const int t = t0 + tt;
+        if (t >= T_in) continue;
+        float e = 0.f;
+#pragma unroll
+        for (int i = 0; i < ATT_DIM / 32; ++i) e += part[tt][i];
+        energy[(size_t)b * T_in + t] = t < L ? e : NEG_INF;
+    }
+}
+
+// Softmax over t < in_len[b], then context[b, d] = sum_t w_t memory[b, t, d] for this block's
+// CTX_D dims: grid (ENC / CTX_D, B), dynamic shared memory T_in floats. Block x == 0 of each item
+// also stores the weights, adds them to the cumulative weights and writes the alignment row
+// (unless the item stopped at an earlier step: its outputs keep their fill values).
+#define CTX_D 128
+static_assert(ENC % CTX_D == 0, "ENC multiple of 128");
+extern "C" __global__ void __launch_bounds__(NT) dec_att_context(
+    const DecCtl* ctl, const float* energy, const wt* __restrict__ memory, const int* __restrict__ in_len,
+    const int* stopped, float* aw, float* cum, float* context, float* alignment, int B, int T_in, int T_out) {
+    if (ctl->done) return;
+    extern __shared__ float w[];
+    __shared__ float red[NT / 32];
+    __shared__ float acc2[NT / CTX_D][CTX_D];
+    const int b = blockIdx.y;
+    const int L = in_len[b];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* e = energy + (size_t)b * T_in;
+
+    float m = NEG_INF;
+    for (int t = threadIdx.x; t < L; t += NT) m = fmaxf(m, e[t]);
+    m = warp_max(m);
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    m = red[0];
+#pragma unroll
+    for (int i = 1; i < NT / 32; ++i) m = fmaxf(m, red[i]);
+    __syncthreads();
+    float sum = 0.f;
+    for (int t = threadIdx.x; t < T_in; t += NT) {
+        const float x = t < L ? expf(e[t] - m) : 0.f;
+        w[t] = x;
+        sum += x;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) red[warp] = sum;
+    __syncthreads();
+    sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < NT / 32; ++i) sum += red[i];
+    const float inv = 1.0f / sum;
+    for (int t = threadIdx.x; t < T_in; t += NT) w[t] *= inv;
+    __syncthreads();
+
+    if (blockIdx.x == 0) {
+        const int s = ctl->step;
+        const bool write_align = alignment != nullptr && stopped[b] == 0;
+        for (int t = threadIdx.x; t < T_in; t += NT) {
+            aw[(size_t)b * T_in + t] = w[t];
+            cum[(size_t)b * T_in + t] += w[t];
+            if (write_align) alignment[((size_t)b * T_out + s) * T_in + t] = w[t];
+        }
+    }
+
+    constexpr int P = NT / CTX_D;
+    const int d = blockIdx.x * CTX_D + threadIdx.x % CTX_D, p = threadIdx.x / CTX_D;
+    const wt* mem = memory + (size_t)b * T_in * ENC + d;
+    float acc = 0.f;
+    for (int t = p; t < L; t += P) acc = fmaf(w[t], ldw(mem + (size_t)t * ENC), acc);
+    acc2[p][threadIdx.x % CTX_D] = acc;
+    __syncthreads();
+    if (p == 0) {
+        float r = 0.f;
+#pragma unroll
+        for (int i = 0; i < P; ++i) r += acc2[i][threadIdx.x];
+        context[(size_t)b * ENC + d] = r;
+    }
+}
+
+// ------------------------------------------------------------------------------------- output
+
+// One block per item: [mel frame, gate] = Wo [h_dec, context] + bo; outputs; stop test; then the
+// prenet of the next step's input frame (the teacher's frame s when given, else this mel frame).
+// The last block to finish (ticket) advances the step, decides `done` and, inside a WHILE graph
+// node, sets its condition.
+//   Wo [N_MEL + 1][DEC_RNN + ENC] (wt), bo float; W1 [PRENET][N_MEL], W2 [PRENET][PRENET] (wt)
+//   mel_out (B, N_MEL, T_out), gate_out (B, T_out); teacher (B, N_MEL, T_teach) or null
+//   keys[b]: the item's dropout stream (the Philox counter's item word): an item's masks do not
+//            depend on its place in the batch
+//   stopped[b]: 0 running, 1 stopped by the gate, 2 hit its cap; lengths[b]: NVIDIA's mel_lengths
+extern "C" __global__ void __launch_bounds__(NT) dec_project(
+    DecCtl* ctl, const wt* __restrict__ Wo, const float* __restrict__ bo, const wt* __restrict__ W1,
+    const wt* __restrict__ W2, const float* h_dec, const float* context, const float* __restrict__ teacher,
+    int T_teach, const int* __restrict__ caps, const int* __restrict__ keys, int* stopped, int* lengths, float* mel_out, float* gate_out,
+    float* prenet_out, int B, int T_out, float gate_threshold, int use_cond,
+    cudaGraphConditionalHandle cond) {
+    if (ctl->done) return;
+    constexpr int K = DEC_RNN + ENC;
+    __shared__ __align__(16) float x[K];
+    __shared__ __align__(16) float y[N_MEL + 1];
+    __shared__ __align__(16) float p1[PRENET];
+    __shared__ __align__(16) float frame[N_MEL];
+    __shared__ int was_stopped;
+    const int b = blockIdx.x;
+    const int s = ctl->step;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* hd = h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN + (size_t)b * DEC_RNN;
+    for (int i = threadIdx.x; i < K; i += NT) x[i] = i < DEC_RNN ? hd[i] : context[(size_t)b * ENC + i - DEC_RNN];
+    if (threadIdx.x == 0) was_stopped = stopped[b];
+    __syncthreads();
+
+    {
+        constexpr int NR = (N_MEL + 1 + NT / 32 - 1) / (NT / 32);
+        float out[NR];
+        warp_rows<NR, K>(Wo, x, warp, NT / 32, N_MEL + 1, out);
+        if (lane == 0)
+#pragma unroll
+            for (int i = 0; i < NR; ++i)
+                if (warp + i * (NT / 32) < N_MEL + 1) y[warp + i * (NT / 32)] = out[i] + bo[warp + i * (NT / 32)];
+    }
+    __syncthreads();
+    if (!was_stopped) {
+        for (int r = threadIdx.x; r < N_MEL; r += NT) mel_out[((size_t)b * N_MEL + r) * T_out + s] = y[r];
+        if (threadIdx.x == 0) {
+            gate_out[(size_t)b * T_out + s] = y[N_MEL];
+            // NVIDIA: not_finished *= sigmoid(gate) <= threshold; mel_lengths += not_finished
+            if (sigmoidf_(y[N_MEL]) > gate_threshold) {
+                stopped[b] = 1;
+            } else {
+                const int len = lengths[b] + 1;
+                lengths[b] = len;
+                if (len >= caps[b] || s + 1 >= ctl->max_steps) stopped[b] = 2;
+            }
+        }
+    }
+
+    // prenet of the next input frame, for step s + 1
+    for (int i = threadIdx.x; i < N_MEL; i += NT)
+        frame[i] = teacher ? (s < T_teach ? teacher[((size_t)b * N_MEL + i) * T_teach + s] : 0.f) : y[i];
+    __syncthreads();
+    const bool drop = ctl->use_dropout != 0;
+    const uint2 seed = make_uint2(ctl->seed_lo, ctl->seed_hi);
+    const int key = keys[b];
+    for (int j = threadIdx.x; j < PRENET; j += NT) {
+        float acc = 0.f;
+#pragma unroll
+        for (int ch = 0; ch < N_MEL / 8; ++ch) {
+            float w[8];
+            load8(W1 + (size_t)j * N_MEL + ch * 8, w);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc = fmaf(w[e], frame[ch * 8 + e], acc);
+        }
+        acc = fmaxf(acc, 0.f);
+        if (drop) acc = dropout_keep(seed, s + 1, key, 0, j) ? 2.f * acc : 0.f;
+        p1[j] = acc;
+    }
+    __syncthreads();
+    constexpr int NR2 = 8;
+    for (int base = warp; base < PRENET; base += (NT / 32) * NR2) {
+        float out[NR2];
+        warp_rows<NR2, PRENET>(W2, p1, base, NT / 32, PRENET, out);
+#pragma unroll
+        for (int i = 0; i < NR2; ++i) {
+            const int j = base + i * (NT / 32);
+            // lane i draws row i's mask: the Philox rounds run on eight lanes at once
+            if (lane == i && j < PRENET) {
+                float v = fmaxf(out[i], 0.f);
+                if (drop) v = dropout_keep(seed, s + 1, key, 1, j) ? 2.f * v : 0.f;
+                prenet_out[(size_t)b * PRENET + j] = v;
+            }
+        }
+    }
+
+    // last block: advance the step and decide whether another one is needed
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        const int t = atomicAdd(&ctl->ticket, 1);
+        if (t == B - 1) {
+            __threadfence();
+            int all = 1;
+            for (int i = 0; i < B; ++i) all &= (((volatile int*)stopped)[i] != 0);
+            const int done = all || s + 1 >= ctl->max_steps;
+            ctl->ticket = 0;
+            ctl->step = s + 1;
+            ctl->done = done;
+            if (use_cond) cudaGraphSetConditional(cond, done ? 0u : 1u);
+        }
+    }
+}
+
+// FP32 memory -> the engine's weight type (the context product reads memory in that type).
+extern "C" __global__ void dec_cast_memory(const float* __restrict__ src, wt* __restrict__ dst, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        dst[i] = (wt)src[i];
+}

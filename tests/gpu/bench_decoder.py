@@ -1,0 +1,110 @@
+"""Time the GPU decoder per step: whole-loop graph replays (WHILE node, unrolled bodies, chunked
+fallback) and each kernel alone (a graph of 50 launches of it), NVIDIA's sizes, T_in = 150.
+
+    python tests/gpu/bench_decoder.py [--steps 200] [--out results.json]
+
+Steps are forced (gate threshold 2: never stops; every item capped at --steps), dropout on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from test_tacotron2_reference import random_weights  # noqa: E402
+
+from tts_desktop.engine.decoder import GpuDecoder  # noqa: E402
+from tts_desktop.engine.runtime import GpuContext  # noqa: E402
+from tts_desktop.model.config import Tacotron2Config  # noqa: E402
+
+
+def time_ms(ctx, fn, reps=7, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ctx.synchronize()
+    ts = []
+    for _ in range(reps):
+        e0 = ctx.record()
+        fn()
+        e1 = ctx.record()
+        e1.sync()
+        ts.append(e1 - e0)
+    return statistics.median(ts), min(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--t-in", type=int, default=150)
+    ap.add_argument("--batches", default="1,4,16,32")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--energy-tt", type=int, default=16)
+    ap.add_argument("--precisions", default="fp16,fp32")
+    a = ap.parse_args()
+    ctx = GpuContext()
+    cfg = Tacotron2Config()
+    w = random_weights(cfg, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    rows = []
+    N, T_in = a.steps, a.t_in
+    for precision in a.precisions.split(","):
+        dec = GpuDecoder(ctx, cfg, w, precision=precision, energy_tt=a.energy_tt)
+        print(f"{precision}: decoder weights {dec.weight_bytes / 1e6:.1f} MB, L2 {ctx.l2_bytes / 1e6:.0f} MB", flush=True)
+        for B in [int(x) for x in a.batches.split(",")]:
+            mem = rng.standard_normal((B, T_in, cfg.encoder_embedding_dim)).astype(np.float32)
+            lengths = np.full(B, T_in)
+            lengths[1:] = rng.integers(T_in // 2, T_in + 1, B - 1)
+            for mode, unroll in (("while", 1), ("while", 4), ("chunk", 1)):
+                p = dec.plan(B, T_in, N, 0, True, 2.0, mode, unroll, 25)
+
+                def once():
+                    dec.prepare(p, mem, lengths, max_steps=N, dropout=True, seed=5)
+                    dec.run(p)
+
+                once()
+                ctx.synchronize()
+                assert int(p.ints.to_host()[0]) == N, "did not run every step"
+                # time the loop alone: prepare outside the events
+                ts = []
+                for _ in range(5):
+                    dec.prepare(p, mem, lengths, max_steps=N, dropout=True, seed=5)
+                    e0 = ctx.record()
+                    dec.run(p)
+                    e1 = ctx.record()
+                    e1.sync()
+                    ts.append((e1 - e0) * 1e3 / N)
+                us = statistics.median(ts)
+                rows.append(dict(precision=precision, B=B, what=f"loop {mode} x{unroll}", us_per_step=us,
+                                 best=min(ts)))
+                print(f"  B={B:2d} {mode:5s} unroll {unroll}: {us:7.2f} us/step (best {min(ts):.2f})", flush=True)
+            # each kernel alone: a graph of 50 launches, state reset first (done = 0)
+            p = dec.plan(B, T_in, 1000, 0, True, 2.0, "chunk", 1, 1)
+            for name, fn in (("lstm_att", p.launch_lstm_att), ("energy", p.launch_energy),
+                             ("context", p.launch_context), ("lstm_dec", p.launch_lstm_dec),
+                             ("project", p.launch_project)):
+                dec.prepare(p, mem, lengths, max_steps=1000, dropout=True, seed=5)
+                ctx.synchronize()
+                gb = ctx.graph_builder().begin_building()
+                for _ in range(50):
+                    fn(gb)
+                gb.end_building()
+                g = gb.complete()
+                g.upload(ctx.stream)
+                med, best = time_ms(ctx, lambda: g.launch(ctx.stream), reps=5, warmup=1)
+                rows.append(dict(precision=precision, B=B, what=name, us_per_step=med * 1e3 / 50, best=best * 1e3 / 50))
+                print(f"  B={B:2d} kernel {name:9s}: {med * 1e3 / 50:7.2f} us", flush=True)
+    print(f"peak tracked device bytes {ctx.peak_bytes / 1e6:.1f} MB")
+    if a.out:
+        Path(a.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Time the GPU stages (WaveGlow FP16/FP32, denoiser, encoder, postnet) at the benchmark size:
+580 mel frames (148,480 samples), batch 1. Device events, warm-up first, median of many runs; the
+WaveGlow is also timed as a replayed CUDA graph (one launch instead of ~380).
+
+    python tests/gpu/bench_stages.py [--reps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_common import random_tacotron2_weights, random_waveglow_weights  # noqa: E402
+
+from tts_desktop.engine.denoiser import DenoiserGpu  # noqa: E402
+from tts_desktop.engine.runtime import GpuContext, _check  # noqa: E402
+from tts_desktop.engine.stage_util import launch  # noqa: E402
+from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu  # noqa: E402
+from tts_desktop.model.config import Tacotron2Config, WaveGlowConfig  # noqa: E402
+
+
+def median_ms(ctx, fn, reps: int, warmup: int = 3) -> tuple[float, float]:
+    """Median and best of `reps` timings with driver events on the context's stream (the driver API
+    directly: cuda.core's EventOptions differ between versions)."""
+    from cuda.bindings import driver
+
+    for _ in range(warmup):
+        fn()
+    ctx.synchronize()
+    s = ctx.stream.handle
+    e0 = _check(driver.cuEventCreate(0))
+    e1 = _check(driver.cuEventCreate(0))
+    ts = []
+    for _ in range(reps):
+        _check(driver.cuEventRecord(e0, s))
+        fn()
+        _check(driver.cuEventRecord(e1, s))
+        _check(driver.cuEventSynchronize(e1))
+        ts.append(float(_check(driver.cuEventElapsedTime(e0, e1))))
+    return statistics.median(ts), min(ts)
+
+
+class Graph:
+    """Stream capture of fn() on the context's stream (kernels and cuBLAS alike), replayed."""
+
+    def __init__(self, ctx, fn):
+        from cuda.bindings import driver
+
+        self.ctx, self.driver = ctx, driver
+        s = ctx.stream.handle
+        _check(driver.cuStreamBeginCapture(s, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED))
+        fn()
+        graph = _check(driver.cuStreamEndCapture(s))
+        self.exec = _check(driver.cuGraphInstantiate(graph, 0))
+
+    def __call__(self):
+        _check(self.driver.cuGraphLaunch(self.exec, self.ctx.stream.handle))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=580)
+    args = ap.parse_args()
+    ctx = GpuContext()
+    print(f"device: {ctx.name} ({ctx.sm_count} SMs), cuBLAS {ctx.blas.version()}")
+    rng = np.random.default_rng(0)
+    F = args.frames
+    mel = ctx.to_device(rng.standard_normal((1, 80, F)).astype(np.float32))
+    cfg = WaveGlowConfig()
+    w = random_waveglow_weights(cfg, rng)
+    rows = []
+    flops = 0.0
+    T = F * 32
+    c = cfg.wn_n_channels
+    flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
+    for fp16 in (True, False):
+        wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16))
+        out = ctx.empty((1, F * 256), np.float32)
+        run = lambda: wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # noqa: E731
+        med, best = median_ms(ctx, run, args.reps)
+        g = Graph(ctx, run)
+        gmed, gbest = median_ms(ctx, g, args.reps)
+        a1 = out.to_host()
+        g()
+        a2 = out.to_host()
+        assert np.array_equal(a1, a2), "graph replay must give the stream result"
+        name = "FP16" if fp16 else "FP32"
+        rows.append((f"WaveGlow {name} stream", med, best, flops / med / 1e9))
+        rows.append((f"WaveGlow {name} graph", gmed, gbest, flops / gmed / 1e9))
+        if fp16:
+            # per-op breakdown (each op alone, 20 back-to-back launches per timing)
+            buf = wg._buf
+            layer = wg.flows[0]["layers"][0]
+            kc = 3 * c + 640
+            ops = {
+                "GEMM [taps|cond] 512x1408": lambda: wg._gemm(2 * c, T, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld,
+                                                              buf.y.ptr, 2 * c),
+                "GEMM res 256x256": lambda: wg._gemm(c, T, c, layer["w_res"].ptr, c, buf.a.ptr, c, buf.r.ptr, c),
+                "gate kernel": lambda: launch(ctx, wg.k_gate, min((T + 7) // 8, 8 * ctx.sm_count), 256, T, buf.y, layer["gate_b"], buf.a,
+                                                  layer["w_es"], 4, buf.acc[0]),
+                "residual kernel": lambda: launch(ctx, wg.k_res, (T * c // 8 + 255) // 256, 256, T, wg._row_off, 1,
+                                                      buf.r, layer["b_res"], buf.h, buf.xs, buf.ld, 3, 2),
+            }
+            for k, fn in ops.items():
+                m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
+                rows.append((f"  {k} (x1)", m / 20, b_ / 20, float("nan")))
+            wg16 = wg
+        del wg
+
+    dn = DenoiserGpu.from_waveglow(ctx, wg16)
+    audio = wg16.infer(mel, [F], sigma=0.6, seed=1)
+    dout = ctx.empty(audio.shape, np.float32)
+    med, best = median_ms(ctx, lambda: dn.denoise(audio, [F * 256], 0.01, out=dout), args.reps)
+    rows.append(("denoiser FP32", med, best, float("nan")))
+
+    try:
+        from tts_desktop.engine.encoder import EncoderGpu, PackedEncoder
+        from tts_desktop.engine.postnet import PackedPostnet, PostnetGpu
+
+        tcfg = Tacotron2Config()
+        tw = random_tacotron2_weights(tcfg, rng)
+        for fp16 in (True, False):
+            enc = EncoderGpu(ctx, PackedEncoder.from_weights(tcfg, tw, fp16=fp16))
+            ids = ctx.to_device(rng.integers(1, tcfg.n_symbols, size=(1, 128)).astype(np.int32))
+            med, best = median_ms(ctx, lambda: enc.encode(ids, [128]), args.reps)
+            rows.append((f"encoder {'FP16' if fp16 else 'FP32'} (128 symbols)", med, best, float("nan")))
+            post = PostnetGpu(ctx, PackedPostnet.from_weights(tcfg, tw, fp16=fp16))
+            med, best = median_ms(ctx, lambda: post.run(mel, [F]), args.reps)
+            rows.append((f"postnet {'FP16' if fp16 else 'FP32'} (580 frames)", med, best, float("nan")))
+    except ImportError as e:
+        print(f"encoder/postnet not timed: {e}")
+
+    print(f"\n{'stage':44s} {'median ms':>10s} {'best ms':>9s} {'TFLOP/s':>8s}")
+    for name, m, b, tf in rows:
+        print(f"{name:44s} {m:10.3f} {b:9.3f} {tf:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""WaveGlow inference on the GPU: mel (B, n_mel, F) on the device -> audio (B, F*256) on the device.
+
+The work is NVIDIA's `WaveGlow.infer` (see tts_desktop/model/waveglow.py for the plain NumPy
+version); what changes is how it is laid out for the GPU (kernels/waveglow.cu explains the buffers):
+
+- time-major rows, a ragged batch laid end to end, so every GEMM runs over all items at once and
+  no time is spent on padding;
+- upsample: one strided-batched GEMM straight into the cond columns (no overlap-add pass);
+- per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
+  cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway;
+- the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
+  skips never touch memory and the res GEMM is C x C instead of 2C x C;
+- the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
+  one kernel between flows.
+
+FP16 engine: every GEMM operand and output in float16 with FP32 accumulation (cublasGemmEx); the
+residual stream, the WN output accumulator and the audio stay float32. FP32 engine: all float32,
+cublasSgemm without TF32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..model.config import WaveGlowConfig
+from .runtime import CUDA_R_16F, CUDA_R_32F, DeviceArray, GpuContext
+from .stage_util import launch
+
+UPSAMPLE_KERNEL = 1024  # NVIDIA hard-codes ConvTranspose1d(n_mel, n_mel, 1024, stride=256)
+UPSAMPLE_STRIDE = 256
+_THREADS = 256
+
+
+def _round8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def remaining_channels(config: WaveGlowConfig) -> list[int]:
+    """Channels the audio has inside flow k (NVIDIA drops n_early_size every n_early_every flows)."""
+    out, n = [], config.n_group
+    for k in range(config.n_flows):
+        if k % config.n_early_every == 0 and k > 0:
+            n -= config.n_early_size
+        out.append(n)
+    return out
+
+
+def noise_channel_order(config: WaveGlowConfig) -> np.ndarray:
+    """perm[s] = the channel of z (NVIDIA's infer_onnx order, as the NumPy reference takes it) that
+    lands in channel s of the final audio group. The engine places all noise up front in final
+    positions; the reverse flow then only widens its window of active channels."""
+    nr = remaining_channels(config)
+    g = config.n_group
+    perm = np.empty(g, np.int64)
+    start = g - nr[-1]
+    perm[start:] = np.arange(nr[-1])
+    nxt = nr[-1]
+    for k in reversed(range(config.n_flows)):
+        if k % config.n_early_every == 0 and k > 0:
+            start -= config.n_early_size
+            perm[start:start + config.n_early_size] = np.arange(nxt, nxt + config.n_early_size)
+            nxt += config.n_early_size
+    assert start == 0
+    return perm
+
+
+@dataclass
+class PackedWaveGlow:
+    """Host-side weights in the engine's layouts (float64 algebra, then cast)."""
+
+    config: WaveGlowConfig
+    fp16: bool
+    n_mel: int
+    up_w: np.ndarray  # (256/G * n_mel * G, KU) act dtype: rows (phase p, channel c, sample s)
+    ku: int
+    flows: list[dict] = field(default_factory=list)  # per flow k
+
+    @property
+    def act_dtype(self):
+        return np.float16 if self.fp16 else np.float32
+
+    @classmethod
+    def from_weights(cls, config: WaveGlowConfig, weights: Mapping[str, np.ndarray], fp16: bool = True):
+        g, c, L, K = config.n_group, config.wn_n_channels, config.wn_n_layers, config.wn_kernel_size
+        if UPSAMPLE_STRIDE % g or c % 2 or K % 2 == 0:
+            raise ValueError(f"unsupported WaveGlow shape: n_group {g}, channels {c}, kernel {K}")
+        act = np.float16 if fp16 else np.float32
+        f64 = lambda name: np.asarray(weights[name], np.float64)  # noqa: E731
+
+        # upsampler: rows (p, c, s) <- sample r = p*G + s of channel c; columns (tap j, c_in), bias, pad
+        w = f64("upsample.weight")  # (c_in, c_out, 1024)
+        n_mel = w.shape[0]
+        taps = UPSAMPLE_KERNEL // UPSAMPLE_STRIDE
+        ku = _round8(taps * n_mel + 1)
+        P = UPSAMPLE_STRIDE // g
+        wj = w.reshape(n_mel, n_mel, taps, P, g)  # (ci, c, j, p, s): kernel index r + 256 j, r = p*G + s
+        up = np.zeros((P, n_mel, g, ku))
+        up[..., : taps * n_mel] = wj.transpose(3, 1, 4, 2, 0).reshape(P, n_mel, g, taps * n_mel)
+        up[..., taps * n_mel] = f64("upsample.bias")[None, :, None]
+        packed = cls(config, fp16, n_mel, up.reshape(P * n_mel * g, ku).astype(act), ku)
+
+        nr = remaining_channels(config)
+        for k in range(config.n_flows):
+            p = f"WN.{k}."
+            nh = nr[k] // 2
+            w_end, b_end = f64(p + "end.weight")[:, :, 0], f64(p + "end.bias")
+            layers = []
+            skip_bias = np.zeros(c)
+            for i in range(L):
+                w_in = f64(f"{p}in_layers.{i}.weight")  # (2C, C, K)
+                w_cond = f64(f"{p}cond_layers.{i}.weight")[:, :, 0]  # (2C, n_mel*G)
+                wcat = np.concatenate([w_in[:, :, j] for j in range(K)] + [w_cond], axis=1)
+                gate_b = f64(f"{p}in_layers.{i}.bias") + f64(f"{p}cond_layers.{i}.bias")
+                w_rs, b_rs = f64(f"{p}res_skip_layers.{i}.weight")[:, :, 0], f64(f"{p}res_skip_layers.{i}.bias")
+                if i < L - 1:
+                    w_res, b_res, w_skip, b_skip = w_rs[:c], b_rs[:c], w_rs[c:], b_rs[c:]
+                else:
+                    w_res = b_res = None
+                    w_skip, b_skip = w_rs, b_rs
+                skip_bias += b_skip
+                layers.append(dict(
+                    wcat=np.ascontiguousarray(wcat.astype(act)),
+                    gate_b=gate_b.astype(np.float32),
+                    w_es=np.ascontiguousarray((w_end @ w_skip).astype(np.float32)),  # (2nh, C)
+                    w_res=None if w_res is None else np.ascontiguousarray(w_res.astype(act)),
+                    b_res=None if b_res is None else b_res.astype(np.float32),
+                ))
+            w_inv = np.linalg.inv(f64(f"convinv.{k}.conv.weight")[:, :, 0])
+            packed.flows.append(dict(
+                n_rem=nr[k],
+                layers=layers,
+                w_start=np.ascontiguousarray(f64(p + "start.weight")[:, :, 0].astype(np.float32)),  # (C, nh)
+                b_start=f64(p + "start.bias").astype(np.float32),
+                end_bias=(w_end @ skip_bias + b_end).astype(np.float32),
+                w_inv=np.ascontiguousarray(w_inv.astype(np.float32)),
+            ))
+            assert packed.flows[-1]["w_start"].shape == (c, nh)
+        return packed
+
+
+class _Buffers:
+    """Device scratch for one total row count (grown on demand, reused across calls)."""
+
+    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int):
+        cfg = packed.config
+        c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
+        self.rows, self.frames = rows, frames
+        self.ld = _round8(cfg.wn_kernel_size * c + packed.n_mel * g)
+        self.xs = ctx.zeros((rows, self.ld), act)  # pad columns stay zero; GEMMs never read them anyway
+        self.y = ctx.empty((rows, 2 * c), act)
+        self.a = ctx.empty((rows, c), act)
+        self.r = ctx.empty((rows, c), act)
+        self.h = ctx.empty((rows, c), np.float32)
+        self.state = [ctx.empty((rows, g), np.float32) for _ in range(2)]
+        self.acc = [ctx.empty((rows, g), np.float32) for _ in range(2)]
+        self.cols = ctx.empty((frames, packed.ku), act)
+
+
+class WaveGlowGpu:
+    """WaveGlow inference on DeviceArrays. `infer` queues work on the context's stream and returns
+    without synchronising, so stages chain on the device (and can be captured in a CUDA graph)."""
+
+    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow):
+        self.ctx, self.packed, self.config = ctx, packed, packed.config
+        cfg = packed.config
+        c = cfg.wn_n_channels
+        self.vec = 8 if c % 8 == 0 else 2
+        defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
+        if packed.fp16:
+            defines["ACT_HALF"] = 1
+        self.mod = ctx.compile(["waveglow.cu"], defines)
+        self.k_cols = self.mod.kernel("wg_upsample_cols")
+        self.k_noise = self.mod.kernel("wg_noise")
+        self.k_step = self.mod.kernel("wg_flow_step")
+        self.k_gate = self.mod.kernel("wg_gate")
+        self.k_res = self.mod.kernel("wg_residual")
+        up = ctx.to_device(packed.up_w)
+        self.up_w = up
+        self.flows = []
+        for f in packed.flows:
+            d = {key: ctx.to_device(f[key]) for key in ("w_start", "b_start", "end_bias", "w_inv")}
+            d["n_rem"] = f["n_rem"]
+            d["layers"] = [{key: (None if v is None else ctx.to_device(v)) for key, v in layer.items()}
+                           for layer in f["layers"]]
+            self.flows.append(d)
+        self._buf: _Buffers | None = None
+        self._off_cache: dict[tuple[int, ...], tuple[DeviceArray, DeviceArray]] = {}
+        self._dt = CUDA_R_16F if packed.fp16 else CUDA_R_32F
+
+    # ---------------------------------------------------------------- helpers
+    def _buffers(self, rows: int, frames: int) -> _Buffers:
+        b = self._buf
+        if b is None or b.rows < rows or b.frames < frames:
+            self._buf = None  # free the old scratch first
+            self._buf = _Buffers(self.ctx, self.packed, rows, frames)
+        return self._buf
+
+    def _offsets(self, lengths: tuple[int, ...], spf: int):
+        """Device copies of the items' frame and row offsets, cached per length tuple: nothing is
+        copied in `infer` for lengths seen before, so a warmed-up `infer` can be graph-captured."""
+        hit = self._off_cache.get(lengths)
+        if hit is None:
+            frame_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+            hit = (self.ctx.to_device(frame_off), self.ctx.to_device(frame_off * spf))
+            if len(self._off_cache) > 64:
+                self._off_cache.clear()
+            self._off_cache[lengths] = hit
+        return hit
+
+    def _grid(self, n: int) -> int:
+        return (n + _THREADS - 1) // _THREADS
+
+    def _gemm(self, m, n, k, a, lda, b, ldb, c, ldc):
+        """Column-major C (m x n) = A^T (A stored k x m) @ B (k x n): the TN case cuBLAS is fastest at."""
+        self.ctx.blas.gemm_raw(True, False, m, n, k, a, self._dt, lda, b, self._dt, ldb, c, self._dt, ldc)
+
+    # ---------------------------------------------------------------- public API
+    def noise_shape(self, batch: int, mel_frames: int) -> tuple[int, int, int]:
+        return batch, self.config.n_group, mel_frames * UPSAMPLE_STRIDE // self.config.n_group
+
+    def set_noise_from_z(self, z: np.ndarray, lengths: Sequence[int], sigma: float) -> DeviceArray:
+        """Caller-given unit noise z (B, n_group, L) in the reference's channel order -> a device
+        state buffer for `infer(..., noise=...)` (host-side reordering; meant for tests)."""
+        cfg = self.config
+        perm = noise_channel_order(cfg)
+        steps = [int(n) * UPSAMPLE_STRIDE // cfg.n_group for n in lengths]
+        rows = np.concatenate([np.asarray(z[b][perm, : steps[b]], np.float32).T for b in range(len(steps))])
+        return self.ctx.to_device(np.ascontiguousarray(np.float32(sigma) * rows))
+
+    def infer(self, mel: DeviceArray, lengths: Sequence[int], sigma: float = 0.6, seed: int = 0,
+              noise: DeviceArray | None = None, out: DeviceArray | None = None) -> DeviceArray:
+        """mel (B, n_mel, F_max) float32 on the device, lengths (B,) valid frames -> audio
+        (B, F_max*256) float32, each item as if alone, zero past lengths[b]*256.
+
+        Noise: `noise` from `set_noise_from_z` if given, else Philox(seed) * sigma drawn on the
+        device (sigma 0 gives the deterministic mean path)."""
+        ctx, cfg, pk = self.ctx, self.config, self.packed
+        bsz, n_mel, f_max = mel.shape
+        if n_mel != pk.n_mel or len(lengths) != bsz:
+            raise ValueError(f"mel {mel.shape} / lengths {list(lengths)} do not fit this WaveGlow")
+        lengths = [int(n) for n in lengths]
+        if min(lengths) < 1 or max(lengths) > f_max:
+            raise ValueError(f"lengths must lie in 1..{f_max}")
+        g, c, K, L = cfg.n_group, cfg.wn_n_channels, cfg.wn_kernel_size, cfg.wn_n_layers
+        spf = UPSAMPLE_STRIDE // g  # group steps per mel frame
+        frames = sum(lengths)
+        rows = frames * spf
+        buf = self._buffers(rows, frames)
+        self._frame_off, self._row_off = self._offsets(tuple(lengths), spf)
+        if out is None:
+            out = ctx.empty((bsz, f_max * UPSAMPLE_STRIDE), np.float32)
+        out.zero()
+        chunks = c // self.vec
+
+        # cond: im2col of the mel frames, then one batched GEMM per phase into XS's cond columns
+        taps = UPSAMPLE_KERNEL // UPSAMPLE_STRIDE
+        launch(ctx, self.k_cols, self._grid(frames * pk.ku), _THREADS, mel, n_mel, f_max, self._frame_off,
+                   bsz, taps, buf.cols, pk.ku, frames)
+        blas = ctx.blas
+        cb = blas._cb
+        esz = np.dtype(pk.act_dtype).itemsize
+        m_p = n_mel * g
+        cb.gemm_strided_batched_ex(
+            blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
+            self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0, blas._scalar(0.0),
+            buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf, cb.ComputeType.COMPUTE_32F, -1)
+
+        # noise in final channel positions
+        st_in = buf.state[0]
+        if noise is not None:
+            if noise.shape != (rows, g):
+                raise ValueError(f"noise {noise.shape} does not match {(rows, g)}")
+            st_in = noise
+        else:
+            n = rows * g
+            launch(ctx, self.k_noise, self._grid((n + 3) // 4), _THREADS, buf.state[0], np.int64(n),
+                       np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF), float(sigma))
+
+        null = np.uint64(0)
+        grid_rows = self._grid(rows * chunks)
+        gate_grid = min((rows + 7) // 8, 8 * ctx.sm_count)  # grid-stride: weights stay in registers
+        kc = K * c + n_mel * g
+        st_out_i, acc_i = 1, 0
+        # start of the last flow (the reverse pass begins there)
+        f = self.flows[-1]
+        launch(ctx, self.k_step, grid_rows, _THREADS, rows, self._row_off, bsz, st_in, null, null, buf.acc[acc_i],
+                   0, 0, null, 1, f["n_rem"], f["w_start"], f["b_start"], f["end_bias"], buf.h, buf.xs, buf.ld, K,
+                   null, 0)
+        for k in reversed(range(cfg.n_flows)):
+            f = self.flows[k]
+            n_out = f["n_rem"]  # 2 * n_half outputs
+            for i, layer in enumerate(f["layers"]):
+                self._gemm(2 * c, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, 2 * c)
+                launch(ctx, self.k_gate, gate_grid, _THREADS, rows, buf.y, layer["gate_b"], buf.a, layer["w_es"],
+                           n_out, buf.acc[acc_i])
+                if i < L - 1:
+                    self._gemm(c, rows, c, layer["w_res"].ptr, c, buf.a.ptr, c, buf.r.ptr, c)
+                    launch(ctx, self.k_res, grid_rows, _THREADS, rows, self._row_off, bsz, buf.r, layer["b_res"],
+                               buf.h, buf.xs, buf.ld, K, 2 ** (i + 1))
+            nxt = self.flows[k - 1] if k > 0 else None
+            st_out = buf.state[st_out_i]
+            launch(ctx, self.k_step, grid_rows, _THREADS, rows, self._row_off, bsz, st_in, st_out,
+                       buf.acc[acc_i], buf.acc[1 - acc_i], 1, f["n_rem"], f["w_inv"],
+                       int(nxt is not None), nxt["n_rem"] if nxt else 0,
+                       nxt["w_start"] if nxt else null, nxt["b_start"] if nxt else null,
+                       nxt["end_bias"] if nxt else null, buf.h, buf.xs, buf.ld, K,
+                       out if k == 0 else null, f_max * UPSAMPLE_STRIDE)
+            st_in, st_out_i, acc_i = st_out, 1 - st_out_i, 1 - acc_i
+        return out
