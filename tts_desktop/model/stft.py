@@ -20,8 +20,18 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-from scipy.signal import get_window
 
+
+
+def periodic_window(name: str, length: int) -> np.ndarray:
+    """The periodic ("fftbins") Hann window NVIDIA's STFT takes from scipy.signal.get_window.
+
+    Written out because importing scipy.signal costs seconds at start-up, for one cosine.
+    """
+    if name != "hann":
+        raise ValueError(f"only the Hann window is supported, not {name!r}")
+    n = np.arange(length, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)
 
 def _center_pad(x: np.ndarray, size: int) -> np.ndarray:
     left = (size - len(x)) // 2
@@ -49,7 +59,7 @@ class STFT:
         self.hop_length = hop_length
         self.win_length = win_length
         # periodic ("fftbins") window, zero-padded to the FFT size in the middle, as NVIDIA
-        self.window = _center_pad(get_window(window, win_length, fftbins=True), filter_length)
+        self.window = _center_pad(periodic_window(window, win_length), filter_length)
         self._window_sums: dict[int, np.ndarray] = {}  # by frame count; Griffin-Lim asks often
 
     def analyze(self, audio: np.ndarray) -> np.ndarray:
