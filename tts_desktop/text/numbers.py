@@ -61,9 +61,11 @@ _AM_PM = re.compile(r"(?<=\d)\s?([ap])\.?m\b\.?")
 _COMMA_GROUPED = re.compile(r"[0-9][0-9,]+[0-9]")
 _MONEY_WITH_SCALE = re.compile(rf"([$£€¥])([0-9.,]*[0-9]) ({_SCALE_WORDS})\b")
 _MONEY = re.compile(r"([$£€¥])([0-9.,]*[0-9])")
-_LONE_CURRENCY = re.compile(r"\s*([£€¥])\s*")
-_DECIMAL = re.compile(r"([0-9]+)\.([0-9]+)")
-_ORDINAL = re.compile(r"[0-9]+(?:st|nd|rd|th)")
+_LONE_CURRENCY = re.compile(r"([£€¥])")
+# NVIDIA's patterns, anchored at the start of a digit run: the same matches, but linear time
+# (unanchored, a long run of digits makes each of them quadratic).
+_DECIMAL = re.compile(r"(?<![0-9])([0-9]+)\.([0-9]+)")
+_ORDINAL = re.compile(r"(?<![0-9])[0-9]+(?:st|nd|rd|th)")
 _NUMBER = re.compile(r"[0-9]+")
 _LAST_WORD = re.compile(r"[a-z]+$")
 
@@ -87,7 +89,6 @@ def _digits_one_by_one(digits: str) -> str:
     return " ".join(_ONES[int(d)] for d in digits)
 
 
-@lru_cache(maxsize=8192)
 def cardinal(digits: str, andword: str = "") -> str:
     """'1234567' → 'one million, two hundred thirty-four thousand, five hundred sixty-seven'.
 
@@ -99,7 +100,11 @@ def cardinal(digits: str, andword: str = "") -> str:
         return "zero"
     if len(significant) > MAX_DIGITS_AS_WORDS:
         return _digits_one_by_one(digits)
-    n = int(significant)
+    return _cardinal_words(int(significant), andword)
+
+
+@lru_cache(maxsize=8192)
+def _cardinal_words(n: int, andword: str) -> str:
     groups = []
     scale = 0
     while n:

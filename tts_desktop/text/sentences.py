@@ -20,16 +20,17 @@ so ambiguous cases lean towards not splitting.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from tts_desktop.text.cleaners import english_cleaners
-from tts_desktop.text.sequence import has_speech
 
 MAX_SENTENCE_CHARS = 250
 
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 _CLOSERS = "\"')]}’”»"
 # Terminal punctuation, closing quotes or brackets, then whitespace: a candidate boundary.
-_BOUNDARY = re.compile(rf"([.!?]+)([{re.escape(_CLOSERS)}]*)\s+")
+# Anchored at the start of a run of punctuation: linear time on long runs such as "!!!!…".
+_BOUNDARY = re.compile(rf"(?<![.!?])([.!?]+)([{re.escape(_CLOSERS)}]*)\s+")
 _WORD_BEFORE = re.compile(r"(\S+)$")
 # Never the end of a sentence: titles before a name, and abbreviations inside one.
 _NEVER_FINAL = frozenset("""
@@ -44,6 +45,7 @@ _INITIAL = re.compile(r"^[A-Za-z]$|^(?:[A-Za-z]\.)+[A-Za-z]$")  # "J", "U.S", "e
 _CLAUSE_END = re.compile(r"(?<=[;:,])\s+")
 _WORD = re.compile(r"\S*\{[^{}]*\}\S*|\S+")
 _TERMINAL = ".!?"
+_HAS_LETTER = re.compile("[a-z]")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -53,7 +55,7 @@ def split_sentences(text: str) -> list[str]:
         paragraph = " ".join(paragraph.split())
         for sentence in _sentences(paragraph):
             for piece in _fit(sentence):
-                if has_speech(piece):
+                if _HAS_LETTER.search(_cleaned(piece)):  # phones in braces clean to letters too
                     pieces.append(_with_terminal_punctuation(piece))
     return pieces
 
@@ -88,8 +90,14 @@ def _ends_sentence(paragraph: str, m: re.Match) -> bool:
     return True
 
 
+@lru_cache(maxsize=1024)
+def _cleaned(text: str) -> str:
+    # Cached: a sentence is cleaned to measure it, then again to check it has something to say.
+    return english_cleaners(text)
+
+
 def _spoken_length(text: str) -> int:
-    return len(english_cleaners(text))
+    return len(_cleaned(text))
 
 
 def _fit(sentence: str) -> list[str]:
@@ -132,12 +140,13 @@ def _cut_word(word: str) -> list[str]:
     """Cut one overlong word (a long number, a run of letters) into short enough pieces."""
     pieces = []
     step = max(1, len(word) * MAX_SENTENCE_CHARS // max(1, _spoken_length(word)))
-    while word:
+    start = 0
+    while start < len(word):
         size = step
-        while size > 1 and _spoken_length(word[:size]) > MAX_SENTENCE_CHARS:
+        while size > 1 and _spoken_length(word[start:start + size]) > MAX_SENTENCE_CHARS:
             size //= 2
-        pieces.append(word[:size])
-        word = word[size:]
+        pieces.append(word[start:start + size])
+        start += size
     return pieces
 
 

@@ -7,6 +7,9 @@ pad "_" and anything not in the table are skipped), and each phone of a group su
 
 Where NVIDIA is silent we speak up: an unknown phone raises `TextError` naming it (NVIDIA skips
 it), phones may be written in lower case, and text with nothing to say raises `TextError`.
+One more deliberate difference: "_" is skipped, as NVIDIA's code means to do; its test
+`s is not '_'` compares identity, which fails on current Python, so its ids carry the pad id 0
+in the middle of the text wherever the text has an underscore.
 """
 
 from __future__ import annotations

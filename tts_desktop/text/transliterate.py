@@ -47,14 +47,15 @@ _SPOKEN = {
     **{sign: sign for sign in CURRENCY_SIGNS},
 }
 
-# Replacements that depend on neighbours, run before the per-character table.
+# Replacements that depend on neighbours, run before the per-character table. "(?<!\s)\s*"
+# takes the spaces before a sign without rescanning a long run of spaces from each position.
 _CONTEXTUAL = [
-    (re.compile(r"\s*[—―]\s*"), ", "),                   # no space before the comma pause
+    (re.compile(r"(?<!\s)\s*[—―]\s*"), ", "),           # no space before the comma pause
     (re.compile(r"(\d)\s*½"), r"\1 and a half"),
     (re.compile(r"(\d)\s*¼"), r"\1 and a quarter"),
     (re.compile(r"(\d)\s*¾"), r"\1 and three quarters"),
-    (re.compile(r"\s*°\s*C\b"), " degrees celsius"),
-    (re.compile(r"\s*°\s*F\b"), " degrees fahrenheit"),
+    (re.compile(r"(?<!\s)\s*°\s*C\b"), " degrees celsius"),
+    (re.compile(r"(?<!\s)\s*°\s*F\b"), " degrees fahrenheit"),
 ]
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _DROPPED_CATEGORIES = {"So", "Sk", "Cc", "Cf", "Cn", "Co", "Cs", "Mn", "Me", "Mc"}

@@ -1,0 +1,235 @@
+"""The synthesis worker: one QObject on one QThread that owns the loaded Voice.
+
+Only this thread ever calls into the Voice, so a GPU voice's CUDA context lives on one thread for
+its whole life. Requests arrive as queued signals and run one at a time, in order; results go back
+as signals. Cancelling cannot travel as a signal (the worker's event loop is busy running the
+request), so every request carries its own `threading.Event`, which the GUI thread sets directly
+and synthesis checks between stages and every decoder step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice
+
+
+def describe_error(e: BaseException) -> str:
+    """One line a user can act on. Known input errors keep their own message; anything else
+    names its type so a bug report still says what happened."""
+    from tts_desktop.cli.errors import friendly_error
+
+    message, _ = friendly_error(e)
+    return message or f"{type(e).__name__}: {e}"
+
+
+@dataclass
+class LoadRequest:
+    id: int
+    voice: str | None
+    device: str       # "auto", "cpu" or "cuda"
+    precision: str    # "fp16" or "fp32"
+
+
+@dataclass
+class SpeakRequest:
+    id: int
+    text: str
+    options: SynthesisOptions
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class ExportRequest:
+    id: int
+    lines: list[str]
+    out_dir: Path
+    options: SynthesisOptions
+    subtype: str = "pcm16"
+    suffix: str = ".wav"
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What the GUI may know about the loaded voice: plain values, no backend objects."""
+
+    name: str
+    path: Path
+    device: str          # "cpu" or the GPU's name
+    note: str            # e.g. why 'auto' fell back to the CPU
+    sample_rate: int
+    hop_length: int
+    requested_device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class SpeakSummary:
+    sentences: int
+    audio_seconds: float
+    latency: float          # text in to the last sentence's audio in host memory
+    first_latency: float    # text in to the first sentence's audio (what a listener waits)
+
+
+class SynthesisWorker(QObject):
+    loadStarted = Signal(int)
+    loadProgress = Signal(int, float, str)
+    voiceLoaded = Signal(int, object)          # VoiceInfo
+    loadFailed = Signal(int, str)
+
+    sentenceReady = Signal(int, object)        # SentenceResult
+    speakFinished = Signal(int, object)        # SpeakSummary
+    speakCancelled = Signal(int)
+    speakFailed = Signal(int, str)
+
+    exportProgress = Signal(int, int, int)     # id, lines done, lines total
+    exportFinished = Signal(int, object)       # ExportReport
+    exportCancelled = Signal(int)
+    exportFailed = Signal(int, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.voice: Voice | None = None
+        self.info: VoiceInfo | None = None
+
+    @Slot(object)
+    def load(self, req: LoadRequest) -> None:
+        # The current voice stays in place until the new one has loaded: a failed switch
+        # (no GPU, a broken voice folder) leaves the user with the voice that worked.
+        self.loadStarted.emit(req.id)
+        try:
+            voice = Voice.load(req.voice, device=req.device, precision=req.precision,
+                               progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message in the window
+            self.loadFailed.emit(req.id, describe_error(e))
+            return
+        self.voice = voice
+        self.info = VoiceInfo(name=voice.name, path=Path(voice.path), device=voice.device,
+                              note=voice.device_note, sample_rate=voice.sample_rate,
+                              hop_length=voice.config.audio.hop_length,
+                              requested_device=req.device, precision=req.precision)
+        self.voiceLoaded.emit(req.id, self.info)
+
+    @Slot(object)
+    def speak(self, req: SpeakRequest) -> None:
+        if req.cancel.is_set():        # superseded while it waited in the queue
+            self.speakCancelled.emit(req.id)
+            return
+        if self.voice is None:
+            self.speakFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
+            return
+        t0 = time.perf_counter()
+        first = None
+        audio_samples = 0
+        count = 0
+        try:
+            for sentence in self.voice.synthesize_stream(req.text, req.options, cancel=req.cancel):
+                if first is None:
+                    first = time.perf_counter() - t0
+                audio_samples += len(sentence.audio)
+                count += 1
+                self.sentenceReady.emit(req.id, sentence)
+        except SynthesisCancelled:
+            self.speakCancelled.emit(req.id)
+            return
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            self.speakFailed.emit(req.id, describe_error(e))
+            return
+        if req.cancel.is_set():
+            self.speakCancelled.emit(req.id)
+            return
+        latency = time.perf_counter() - t0
+        pause = req.options.sentence_pause * max(count - 1, 0)
+        self.speakFinished.emit(req.id, SpeakSummary(
+            sentences=count, audio_seconds=audio_samples / self.voice.sample_rate + pause,
+            latency=latency, first_latency=first or latency))
+
+    @Slot(object)
+    def export(self, req: ExportRequest) -> None:
+        from tts_desktop.cli.cmd_export import export_phrases
+
+        if self.voice is None:
+            self.exportFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
+            return
+        try:
+            report = export_phrases(self.voice, req.lines, req.out_dir, req.options, req.subtype,
+                                    req.suffix, progress=lambda done, total, _n:
+                                    self.exportProgress.emit(req.id, done, total),
+                                    cancel=req.cancel)
+        except SynthesisCancelled:
+            self.exportCancelled.emit(req.id)
+            return
+        except Exception as e:  # noqa: BLE001 - e.g. the output folder cannot be created
+            self.exportFailed.emit(req.id, describe_error(e))
+            return
+        self.exportFinished.emit(req.id, report)
+
+
+class WorkerClient(QObject):
+    """The GUI thread's handle on the worker: starts its thread, numbers requests, cancels them."""
+
+    _load = Signal(object)
+    _speak = Signal(object)
+    _export = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("synthesis-worker")
+        self.worker = SynthesisWorker()
+        self.worker.moveToThread(self.thread)
+        # Queued: the slots run on the worker's thread, one after another, in request order.
+        self._load.connect(self.worker.load)
+        self._speak.connect(self.worker.speak)
+        self._export.connect(self.worker.export)
+        self.thread.start()
+        self._next_id = 0
+        self.speaking: SpeakRequest | None = None
+        self.exporting: ExportRequest | None = None
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def load(self, voice: str | None, device: str, precision: str) -> int:
+        req = LoadRequest(self._id(), voice, device, precision)
+        self._load.emit(req)
+        return req.id
+
+    def speak(self, text: str, options: SynthesisOptions) -> int:
+        self.cancel_speak()            # a new Speak supersedes the running one
+        req = SpeakRequest(self._id(), text, options)
+        self.speaking = req
+        self._speak.emit(req)
+        return req.id
+
+    def cancel_speak(self) -> None:
+        if self.speaking is not None:
+            self.speaking.cancel.set()
+            self.speaking = None
+
+    def export(self, lines: list[str], out_dir: Path, options: SynthesisOptions,
+               subtype: str = "pcm16", suffix: str = ".wav") -> ExportRequest:
+        req = ExportRequest(self._id(), lines, Path(out_dir), options, subtype, suffix)
+        self.exporting = req
+        self._export.emit(req)
+        return req
+
+    def cancel_export(self) -> None:
+        if self.exporting is not None:
+            self.exporting.cancel.set()
+
+    def shutdown(self, wait_ms: int | None = None) -> bool:
+        """Cancel whatever runs and stop the thread; True when it ended (within wait_ms if given)."""
+        self.cancel_speak()
+        self.cancel_export()
+        self.thread.quit()
+        return self.thread.wait() if wait_ms is None else self.thread.wait(wait_ms)
