@@ -9,9 +9,7 @@ def run_app(voice: str | None = None, device: str | None = None, precision: str 
             argv: list[str] | None = None) -> int:
     """Open the window and run until it closes; returns the exit code.
 
-    The command line always passes device "auto" and precision "fp16" (its defaults), which cannot
-    be told apart from an explicit choice; those two values therefore mean "as last time" and the
-    saved settings win. Any other value (--device cpu, --precision fp32) overrides them.
+    None (the command line's option left out) means "as last time": the saved settings win.
     """
     from PySide6.QtWidgets import QApplication
 
@@ -21,7 +19,6 @@ def run_app(voice: str | None = None, device: str | None = None, precision: str 
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
-    window = MainWindow(voice=voice, device=None if device in (None, "auto") else device,
-                        precision=None if precision in (None, "fp16") else precision)
+    window = MainWindow(voice=voice, device=device, precision=precision)
     window.show()
     return int(app.exec())
