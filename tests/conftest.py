@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules beside this file
+from checkpoint_server import serve_checkpoints  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TTS_DESKTOP_SHARED", REPO.parent / "shared"))
@@ -35,3 +39,9 @@ def golden(golden_dir):
 
     with np.load(golden_dir / "golden.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+@pytest.fixture
+def server(golden_dir):
+    """A local HTTP server serving the golden checkpoints under NGC's file names."""
+    yield from serve_checkpoints(golden_dir)

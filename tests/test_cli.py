@@ -172,3 +172,29 @@ def test_main_in_process_no_gpu_with_cuda_device(voice_dir, tmp_path, capsys):
     code = main(["speak", "Hi.", "-o", str(tmp_path / "x.wav"), "--voice", str(voice_dir), "--device", "cuda"])
     assert code == 4
     assert "no usable GPU" in capsys.readouterr().err
+
+
+def test_voices_download_from_a_local_mirror(server, tmp_path):
+    from tts_desktop.download import BASE_URL_ENV
+
+    env = {"TTS_DESKTOP_VOICES": str(tmp_path / "voices"), BASE_URL_ENV: server.url}
+    r = cli("voices", "download", "nvidia-ljspeech", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "voices" / "nvidia-ljspeech" / "voice.json").is_file()
+    r = cli("voices", env_extra=env)
+    assert "nvidia-ljspeech" in r.stdout and "imported from" in r.stdout
+    r = cli("voices", "download", "nonsense", env_extra=env)
+    assert r.returncode == 2 and "unknown voice" in r.stderr
+
+
+def test_voices_download_without_network(tmp_path):
+    import socket
+
+    from tts_desktop.download import BASE_URL_ENV
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"TTS_DESKTOP_VOICES": str(tmp_path / "voices"), BASE_URL_ENV: f"http://127.0.0.1:{port}/f"}
+    r = cli("voices", "download", "nvidia-ljspeech", env_extra=env)
+    assert r.returncode == 1 and "cannot reach 127.0.0.1" in r.stderr and "Traceback" not in r.stderr

@@ -1,9 +1,13 @@
 """Time the GPU decoder per step: whole-loop graph replays (WHILE node, unrolled bodies, chunked
 fallback) and each kernel alone (a graph of 50 launches of it), NVIDIA's sizes, T_in = 150.
 
-    python tests/gpu/bench_decoder.py [--steps 200] [--out results.json]
+    python tests/gpu/bench_decoder.py [--steps 200] [--out results.json] [--variants default,nopdl]
 
 Steps are forced (gate threshold 2: never stops; every item capped at --steps), dropout on.
+Variants (--variants for FP16, --variants32 for FP32): default, minb1 (LSTM register budget for
+1 block per SM, v3's), pdl (programmatic dependent launch, trigger right after the wait), pdl_late
+(PDL, no explicit trigger), pdl_prefetch (PDL + LSTM weight prefetch before the wait).
+With PDL the per-kernel graphs overlap one launch's prologue with the previous launch.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ def main() -> None:
     ap.add_argument("--t-in", type=int, default=150)
     ap.add_argument("--batches", default="1,4,16,32")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--energy-tt", type=int, default=16)
     ap.add_argument("--precisions", default="fp16,fp32")
+    ap.add_argument("--variants", default="default")
+    ap.add_argument("--variants32", default="default")
+    ap.add_argument("--modes", default="while1,while4,chunk")
     a = ap.parse_args()
     ctx = GpuContext()
     cfg = Tacotron2Config()
@@ -55,14 +61,20 @@ def main() -> None:
     rng = np.random.default_rng(1)
     rows = []
     N, T_in = a.steps, a.t_in
-    for precision in a.precisions.split(","):
-        dec = GpuDecoder(ctx, cfg, w, precision=precision, energy_tt=a.energy_tt)
-        print(f"{precision}: decoder weights {dec.weight_bytes / 1e6:.1f} MB, L2 {ctx.l2_bytes / 1e6:.0f} MB", flush=True)
+    variants = {"default": {"pdl": False}, "minb1": {"pdl": False, "extra_defines": {"LSTM_MINB": 1}},
+                "pdl": {"pdl": True}, "pdl_late": {"pdl": True, "extra_defines": {"PDL_TRIGGER": 0}},
+                "pdl_prefetch": {"pdl": True, "extra_defines": {"LSTM_PREFETCH": 1}}}
+    modes = {"while1": ("while", 1), "while4": ("while", 4), "chunk": ("chunk", 1)}
+    runs = [(pr, v) for pr in a.precisions.split(",") for v in (a.variants if pr == "fp16" else a.variants32).split(",")]
+    for precision, variant in runs:
+        dec = GpuDecoder(ctx, cfg, w, precision=precision, **variants[variant])
+        print(f"{precision} {variant}: decoder weights {dec.weight_bytes / 1e6:.1f} MB, L2 {ctx.l2_bytes / 1e6:.0f} MB, "
+              f"pdl {dec.pdl}", flush=True)
         for B in [int(x) for x in a.batches.split(",")]:
             mem = rng.standard_normal((B, T_in, cfg.encoder_embedding_dim)).astype(np.float32)
             lengths = np.full(B, T_in)
             lengths[1:] = rng.integers(T_in // 2, T_in + 1, B - 1)
-            for mode, unroll in (("while", 1), ("while", 4), ("chunk", 1)):
+            for mode, unroll in (modes[m] for m in a.modes.split(",")):
                 p = dec.plan(B, T_in, N, 0, True, 2.0, mode, unroll, 25)
 
                 def once():
@@ -82,8 +94,8 @@ def main() -> None:
                     e1.sync()
                     ts.append((e1 - e0) * 1e3 / N)
                 us = statistics.median(ts)
-                rows.append(dict(precision=precision, B=B, what=f"loop {mode} x{unroll}", us_per_step=us,
-                                 best=min(ts)))
+                rows.append(dict(precision=precision, variant=variant, B=B, what=f"loop {mode} x{unroll}",
+                                 us_per_step=us, best=min(ts)))
                 print(f"  B={B:2d} {mode:5s} unroll {unroll}: {us:7.2f} us/step (best {min(ts):.2f})", flush=True)
             # each kernel alone: a graph of 50 launches, state reset first (done = 0)
             p = dec.plan(B, T_in, 1000, 0, True, 2.0, "chunk", 1, 1)
@@ -99,9 +111,13 @@ def main() -> None:
                 g = gb.complete()
                 g.upload(ctx.stream)
                 med, best = time_ms(ctx, lambda: g.launch(ctx.stream), reps=5, warmup=1)
-                rows.append(dict(precision=precision, B=B, what=name, us_per_step=med * 1e3 / 50, best=best * 1e3 / 50))
+                rows.append(dict(precision=precision, variant=variant, B=B, what=name, us_per_step=med * 1e3 / 50,
+                                 best=best * 1e3 / 50))
                 print(f"  B={B:2d} kernel {name:9s}: {med * 1e3 / 50:7.2f} us", flush=True)
     print(f"peak tracked device bytes {ctx.peak_bytes / 1e6:.1f} MB")
+    print("\nsummary, us per step (median):")
+    for r in rows:
+        print(f"  {r['precision']} {r['variant']:10s} B={r['B']:2d} {r['what']:16s} {r['us_per_step']:7.2f}")
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1))
 

@@ -66,6 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--frames", type=int, default=580)
+    ap.add_argument("--batch", type=int, default=8, help="also time this batch of --frames each (1: skip)")
+    ap.add_argument("--only-fp16", action="store_true")
+    ap.add_argument("--skip-others", action="store_true", help="WaveGlow only (no denoiser/encoder/postnet)")
     args = ap.parse_args()
     ctx = GpuContext()
     print(f"device: {ctx.name} ({ctx.sm_count} SMs), cuBLAS {ctx.blas.version()}")
@@ -79,8 +82,20 @@ def main() -> int:
     T = F * 32
     c = cfg.wn_n_channels
     flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
-    for fp16 in (True, False):
-        wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16))
+    variants = [  # (name, fp16, WaveGlowGpu kwargs)
+        ("FP16 fused, h fp16", True, dict(fused=True, h_half=True)),
+        ("FP16 fused, h fp32", True, dict(fused=True, h_half=False)),
+        ("FP16 fused, h fp16, 16-row tiles", True, dict(fused=True, h_half=True, fused_rows=16)),
+        ("FP16 unfused (gate/res GEMM/residual)", True, dict(fused=False)),
+        ("FP32", False, {}),
+    ]
+    if args.only_fp16:
+        variants = variants[:4]
+    packed = {fp16: PackedWaveGlow.from_weights(cfg, w, fp16=fp16) for fp16 in {v[1] for v in variants}}
+    by_name = {}
+    for name, fp16, kw in variants:
+        wg = WaveGlowGpu(ctx, packed[fp16], **kw)
+        by_name[name] = wg
         out = ctx.empty((1, F * 256), np.float32)
         run = lambda: wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # noqa: E731
         med, best = median_ms(ctx, run, args.reps)
@@ -90,29 +105,48 @@ def main() -> int:
         g()
         a2 = out.to_host()
         assert np.array_equal(a1, a2), "graph replay must give the stream result"
-        name = "FP16" if fp16 else "FP32"
         rows.append((f"WaveGlow {name} stream", med, best, flops / med / 1e9))
         rows.append((f"WaveGlow {name} graph", gmed, gbest, flops / gmed / 1e9))
-        if fp16:
-            # per-op breakdown (each op alone, 20 back-to-back launches per timing)
-            buf = wg._buf
-            layer = wg.flows[0]["layers"][0]
-            kc = 3 * c + 640
-            ops = {
-                "GEMM [taps|cond] 512x1408": lambda: wg._gemm(2 * c, T, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld,
-                                                              buf.y.ptr, 2 * c),
-                "GEMM res 256x256": lambda: wg._gemm(c, T, c, layer["w_res"].ptr, c, buf.a.ptr, c, buf.r.ptr, c),
-                "gate kernel": lambda: launch(ctx, wg.k_gate, min((T + 7) // 8, 8 * ctx.sm_count), 256, T, buf.y, layer["gate_b"], buf.a,
-                                                  layer["w_es"], 4, buf.acc[0]),
-                "residual kernel": lambda: launch(ctx, wg.k_res, (T * c // 8 + 255) // 256, 256, T, wg._row_off, 1,
-                                                      buf.r, layer["b_res"], buf.h, buf.xs, buf.ld, 3, 2),
-            }
-            for k, fn in ops.items():
-                m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
-                rows.append((f"  {k} (x1)", m / 20, b_ / 20, float("nan")))
-            wg16 = wg
-        del wg
+        if args.batch > 1:
+            nb = args.batch
+            melb = ctx.to_device(rng.standard_normal((nb, 80, F)).astype(np.float32))
+            outb = ctx.empty((nb, F * 256), np.float32)
+            runb = lambda: wg.infer(melb, [F] * nb, sigma=0.6, seed=1, out=outb)  # noqa: E731
+            reps_b = max(3, args.reps // (4 if fp16 else 10))
+            med, best = median_ms(ctx, runb, reps_b, warmup=1)
+            rows.append((f"WaveGlow {name} batch {nb} stream", med, best, nb * flops / med / 1e9))
+            del melb, outb
+            wg._buf = None
+            ctx.synchronize()
+            wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # back to the batch-1 scratch
+        del g
+    # per-op breakdown at batch 1 (each op alone, 20 back-to-back launches per timing)
+    wf, wu = by_name["FP16 fused, h fp16"], by_name["FP16 unfused (gate/res GEMM/residual)"]
+    kc = 3 * c + 640
+    lf, lu = wf.flows[0]["layers"][0], wu.flows[0]["layers"][0]
+    bf, bu = wf._buf, wu._buf
+    wh = by_name["FP16 fused, h fp32"]
+    ops = {
+        "GEMM [taps|cond] 512x1408": lambda: wu._gemm(2 * c, T, kc, lu["wcat"].ptr, kc, bu.xs.ptr, bu.ld,
+                                                      bu.y.ptr, 2 * c),
+        "fused gate+res+residual, h fp16": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, True),
+        "fused gate+res+residual, h fp32": lambda: wh.fused_layer(T, 1, wh.flows[0]["layers"][0], 4,
+                                                                  wh._buf.acc[0], 2, True),
+        "fused, last layer (gate+skip only)": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, False),
+        "unfused: GEMM res 256x256": lambda: wu._gemm(c, T, c, lu["w_res"].ptr, c, bu.a.ptr, c, bu.r.ptr, c),
+        "unfused: gate kernel": lambda: launch(ctx, wu.k_gate, min((T + 7) // 8, 8 * ctx.sm_count), 256, T, bu.y,
+                                               lu["gate_b"], bu.a, lu["w_es"], 4, bu.acc[0]),
+        "unfused: residual kernel": lambda: launch(ctx, wu.k_res, (T * c // 8 + 255) // 256, 256, T, wu._row_off, 1,
+                                                   bu.r, lu["b_res"], bu.h, bu.xs, bu.ld, 3, 2),
+    }
+    for k, fn in ops.items():
+        m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
+        rows.append((f"  {k} (x1)", m / 20, b_ / 20, float("nan")))
+    wg16 = wf
 
+    if args.skip_others:
+        _print(rows)
+        return 0
     dn = DenoiserGpu.from_waveglow(ctx, wg16)
     audio = wg16.infer(mel, [F], sigma=0.6, seed=1)
     dout = ctx.empty(audio.shape, np.float32)
@@ -136,10 +170,14 @@ def main() -> int:
     except ImportError as e:
         print(f"encoder/postnet not timed: {e}")
 
-    print(f"\n{'stage':44s} {'median ms':>10s} {'best ms':>9s} {'TFLOP/s':>8s}")
-    for name, m, b, tf in rows:
-        print(f"{name:44s} {m:10.3f} {b:9.3f} {tf:8.1f}")
+    _print(rows)
     return 0
+
+
+def _print(rows) -> None:
+    print(f"\n{'stage':58s} {'median ms':>10s} {'best ms':>9s} {'TFLOP/s':>8s}")
+    for name, m, b, tf in rows:
+        print(f"{name:58s} {m:10.3f} {b:9.3f} {tf:8.1f}")
 
 
 if __name__ == "__main__":

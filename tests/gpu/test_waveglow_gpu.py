@@ -21,7 +21,7 @@ gpu_or_skip()
 from tts_desktop.engine.denoiser import DenoiserGpu  # noqa: E402
 from tts_desktop.engine.runtime import GpuContext  # noqa: E402
 from tts_desktop.engine.stage_util import launch  # noqa: E402
-from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu, noise_channel_order  # noqa: E402
+from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu, noise_channel_order, pack_fused_b  # noqa: E402
 from tts_desktop.model.config import WaveGlowConfig  # noqa: E402
 from tts_desktop.model.denoiser import Denoiser  # noqa: E402
 from tts_desktop.model.waveglow import WaveGlow, group_cond, upsample  # noqa: E402
@@ -160,6 +160,60 @@ def test_residual_kernel_writes_every_tap(ctx, full, fp16):
     assert rel_l2(got, ref.astype(act)) < 1e-6
 
 
+@pytest.mark.parametrize("h_half,has_res,grid", [(False, True, 5), (True, True, 7), (True, False, 3),
+                                                  (False, True, 132)])
+def test_fused_layer_kernel(ctx, full, h_half, has_res, grid):
+    """wg_layer_fused (FP16 engine): gate -> res GEMM -> h += res + b, taps into XS, skip share into
+    acc, ragged items, a row count that is no multiple of the tile, few blocks (grid-stride and the
+    next-tile prefetch) and many."""
+    cfg, w, _ = full
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half)
+    rng = np.random.default_rng(6)
+    c, g, K, d, n_out = cfg.wn_n_channels, cfg.n_group, cfg.wn_kernel_size, 16, 6
+    seg = [70, 3, 200, 1, 727]
+    off = np.concatenate([[0], np.cumsum(seg)]).astype(np.int32)
+    rows = int(off[-1])
+    y = (rng.standard_normal((rows, 2 * c)) * 2).astype(np.float16)
+    gb = rng.standard_normal(2 * c).astype(np.float32)
+    w_res = (rng.standard_normal((c, c)) / 16).astype(np.float16)
+    b_res = rng.standard_normal(c).astype(np.float32)
+    wes = rng.standard_normal((n_out, c)) / 16
+    h0 = rng.standard_normal((rows, c)).astype(np.float32)
+    acc0 = rng.standard_normal((rows, g)).astype(np.float32)
+    layer = {"gate_b": ctx.to_device(gb), "b_res": ctx.to_device(b_res),
+             "w_frag": ctx.to_device(pack_fused_b(w_res if has_res else None, wes))}
+    buf = wg._buffers(rows, 4)
+    buf.y.copy_from(np.ascontiguousarray(np.concatenate([y, np.zeros((buf.rows - rows, 2 * c), np.float16)])))
+    xs0 = np.full((buf.rows, buf.ld), np.nan, np.float16)
+    xs0[:rows, (K // 2) * c:(K // 2 + 1) * c] = h0  # h_half: the residual stream is the centre tap
+    buf.xs.copy_from(xs0)
+    buf.h.copy_from(np.concatenate([h0, np.zeros((buf.rows - rows, c), np.float32)]))
+    acc = ctx.to_device(acc0)
+    # launch with an explicit grid (fused_layer uses min(tiles, SMs))
+    launch(ctx, wg.k_fused, grid, 512, rows, ctx.to_device(off), len(seg), buf.y, layer["gate_b"], layer["w_frag"],
+           layer["b_res"], int(has_res), n_out, acc, np.uint64(0) if h_half else buf.h, buf.xs, buf.ld, K, d,
+           shmem=wg.fused_smem)
+    yf = y.astype(np.float64) + gb
+    acts = np.tanh(yf[:, :c]) / (1 + np.exp(-yf[:, c:]))
+    ref_acc = acc0.astype(np.float64)
+    ref_acc[:, :n_out] += acts @ wes.T
+    assert rel_l2(acc.to_host(), ref_acc) < 1e-3
+    if not has_res:
+        return
+    hb = (h0.astype(np.float16) if h_half else h0).astype(np.float64)
+    hn = hb + acts.astype(np.float16).astype(np.float64) @ w_res.astype(np.float64).T + b_res
+    if not h_half:
+        assert rel_l2(buf.h.to_host()[:rows], hn) < 1e-3
+    ref = np.zeros((rows, K * c))
+    for b in range(len(seg)):
+        x = hn[off[b]:off[b + 1]]
+        pad = np.pad(x, ((d, d), (0, 0)))
+        ref[off[b]:off[b + 1]] = np.concatenate([pad[j * d: j * d + len(x)] for j in range(K)], axis=1)
+    got = buf.xs.to_host()[:rows, : K * c].astype(np.float64)
+    assert np.isfinite(got).all(), "every tap of every row must be written"
+    assert rel_l2(got, ref) < 1e-3
+
+
 # ------------------------------------------------------------------------------------- stage
 
 
@@ -188,18 +242,21 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
     sigma = 0.6
     ref = ref_model.infer(mel, sigma=sigma, z=z, lengths=lengths)
     errs = {}
-    for fp16 in (False, True):
-        wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16))
+    # FP32; FP16 as run by default (fused layer, h kept fp16); FP16 fused with h float32
+    for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False))):
+        wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
         out.poison()
         got = wg.infer(ctx.to_device(mel), lengths, sigma=sigma, noise=wg.set_noise_from_z(z, lengths, sigma),
                        out=out).to_host()
-        errs[fp16] = rel_l2(got, ref)
+        errs[key] = rel_l2(got, ref)
         for b, n in enumerate(lengths):
             assert not got[b, n * 256:].any(), "samples past an item's length must be zero"
-    print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e}")
+    print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
+          f"fp16 (h fp32) {errs['h32']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
+    assert errs["h32"] < FP16_TOL
 
 
 def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
@@ -216,6 +273,20 @@ def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
     assert rel_l2(c, a) > 0.1
     z0 = wg.infer(d_mel, lengths, sigma=0.0, seed=9).to_host()
     assert rel_l2(z0, ref_model.infer(mel, sigma=0.0, lengths=lengths)) < FP32_TOL
+
+
+@pytest.mark.parametrize("h_half", [True, False])
+def test_fp16_fused_is_reproducible(ctx, full, h_half):
+    """Same input, same bits (the fused kernel reduces its skip partials in a fixed order)."""
+    cfg, w, _ = full
+    rng = np.random.default_rng(7)
+    lengths = [6, 3]
+    mel = ctx.to_device(_padded_mel(rng, lengths))
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half)
+    assert wg.fused
+    a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
+    b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
+    assert np.array_equal(a, b)
 
 
 def test_noise_channel_order_matches_reference_convention():

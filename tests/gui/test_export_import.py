@@ -145,3 +145,59 @@ def test_pyside_void_calls_cannot_drain_none():
             "for _ in range(300000):\n    o.setObjectName('x')\nprint('alive')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "alive", r.stderr[-500:]
+
+
+def test_import_dialog_downloads_the_nvidia_voice(make_window, qtbot, tmp_path, server, monkeypatch):
+    from tts_desktop.download import BASE_URL_ENV
+
+    w = make_window()
+    monkeypatch.setenv("TTS_DESKTOP_VOICES", str(tmp_path / "voices"))
+    monkeypatch.setenv(BASE_URL_ENV, server.url)
+    dialog = w.show_import_dialog()
+    with qtbot.waitSignal(dialog.imported, timeout=60000) as got:
+        dialog.download_button.click()
+    assert got.args == [str(tmp_path / "voices" / "nvidia-ljspeech")]
+    assert (tmp_path / "voices" / "nvidia-ljspeech" / "voice.json").is_file()
+    assert dialog.progress.value() == 100 and dialog.download_button.isEnabled()
+    assert [status for _, _, status in server.log] == [200, 200]
+
+
+def test_import_dialog_download_without_network_is_a_message(make_window, qtbot, tmp_path, monkeypatch):
+    import socket
+
+    from tts_desktop.download import BASE_URL_ENV
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = make_window()
+    monkeypatch.setenv("TTS_DESKTOP_VOICES", str(tmp_path / "voices"))
+    monkeypatch.setenv(BASE_URL_ENV, f"http://127.0.0.1:{port}/files")
+    dialog = w.show_import_dialog()
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("Download failed:"), timeout=30000)
+    assert "cannot reach 127.0.0.1" in dialog.message.text()
+    assert dialog.download_button.isEnabled() and not dialog.cancel_download_button.isEnabled()
+    assert not (tmp_path / "voices" / "nvidia-ljspeech").exists()
+
+
+def test_import_dialog_download_can_be_cancelled_and_resumed(make_window, qtbot, tmp_path, server, monkeypatch):
+    import threading
+
+    from tts_desktop.download import BASE_URL_ENV
+
+    w = make_window()
+    monkeypatch.setenv("TTS_DESKTOP_VOICES", str(tmp_path / "voices"))
+    monkeypatch.setenv(BASE_URL_ENV, server.url)
+    server.stall = threading.Event()  # the first request hangs until cancelled
+    dialog = w.show_import_dialog()
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: dialog.cancel_download_button.isEnabled(), timeout=5000)
+    dialog.cancel_download_button.click()
+    server.stall.set()
+    qtbot.waitUntil(lambda: "cancelled" in dialog.message.text() or "failed" in dialog.message.text(),
+                    timeout=30000)
+    server.stall = None
+    with qtbot.waitSignal(dialog.imported, timeout=60000):
+        dialog.download_button.click()
+    assert (tmp_path / "voices" / "nvidia-ljspeech" / "voice.json").is_file()

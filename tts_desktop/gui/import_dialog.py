@@ -1,4 +1,5 @@
-"""Import NVIDIA Tacotron2 + WaveGlow checkpoints as a new voice in the user's voice folder.
+"""Import NVIDIA Tacotron2 + WaveGlow checkpoints as a new voice in the user's voice folder,
+or download NVIDIA's published LJSpeech voice from NGC (tts_desktop.download) and import that.
 
 The import reads two checkpoints (hundreds of MB for NGC's) and writes the voice folder, so it
 runs on its own short-lived thread; it never touches the loaded Voice, so it need not wait for
@@ -8,6 +9,7 @@ the synthesis worker. The new folder appears atomically (import_voice writes it 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayo
 from tts_desktop.gui.worker import describe_error
 from tts_desktop.voices import user_voices_dir
 
+DOWNLOADABLE_VOICE = "nvidia-ljspeech"  # tts_desktop.download.CATALOGUE
 CHECKPOINT_FILTER = "PyTorch checkpoints (*.pt *.pth *.tar *.ckpt);;All files (*)"
 
 
@@ -44,6 +47,35 @@ class ImportThread(QThread):
             path = import_voice(tacotron2, waveglow, out_dir, name=name,
                                 progress=lambda f, m: self.progress.emit(float(f), str(m)))
         except Exception as e:  # noqa: BLE001 - a bad checkpoint is a message, not a crash
+            self.failed.emit(describe_error(e))
+            return
+        self.done.emit(str(path))
+
+
+class DownloadThread(QThread):
+    """Runs tts_desktop.download.download_voice; a cancelled download keeps its partial files,
+    so pressing Download again resumes where it stopped."""
+
+    progress = Signal(float, str)
+    done = Signal(str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, entry: str, voices_dir: Path) -> None:
+        super().__init__()
+        self.entry, self.voices_dir = entry, voices_dir
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from tts_desktop.download import DownloadCancelled, download_voice
+
+        try:
+            path = download_voice(self.entry, self.voices_dir, cancel=self.stop.is_set,
+                                  progress=lambda f, m: self.progress.emit(float(f), str(m)))
+        except DownloadCancelled:
+            self.cancelled.emit()
+            return
+        except Exception as e:  # noqa: BLE001 - no network, HTTP errors, bad files: a message
             self.failed.emit(describe_error(e))
             return
         self.done.emit(str(path))
@@ -97,15 +129,27 @@ class ImportDialog(QDialog):
         form.addRow("WaveGlow", _file_row(self, self.waveglow, "WaveGlow checkpoint"))
         form.addRow("Voice name", self.name)
         form.addRow("Saved to", self.destination)
+        self.download_button = QPushButton("Download NVIDIA LJSpeech voice (NGC)…")
+        self.download_button.setToolTip("Fetch NVIDIA's published LJSpeech Tacotron2 and WaveGlow "
+                                        "checkpoints from NGC (resumes an interrupted download) and "
+                                        "import them as the voice 'nvidia-ljspeech'")
+        self.cancel_download_button = QPushButton("Cancel download")
+        self.cancel_download_button.setEnabled(False)
+        download_row = QHBoxLayout()
+        download_row.addWidget(self.download_button, 1)
+        download_row.addWidget(self.cancel_download_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addLayout(download_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
         layout.addWidget(self.buttons)
         self.import_button.clicked.connect(self.start)
         self.close_button.clicked.connect(self.reject)
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_download_button.clicked.connect(self.cancel_download)
         self.name.textChanged.connect(self._show_destination)
-        self.thread: ImportThread | None = None
+        self.thread: ImportThread | DownloadThread | None = None
         self._show_destination()
 
     def out_dir(self) -> Path:
@@ -140,6 +184,46 @@ class ImportDialog(QDialog):
         self.thread.failed.connect(self._on_failed)
         self.thread.start()
 
+    def _busy(self, busy: bool) -> None:
+        self.import_button.setEnabled(not busy)
+        self.download_button.setEnabled(not busy)
+
+    def start_download(self) -> None:
+        self.message.setStyleSheet("")
+        self.message.setText("Connecting…")
+        self.progress.setValue(0)
+        self._busy(True)
+        self.cancel_download_button.setEnabled(True)
+        thread = DownloadThread(DOWNLOADABLE_VOICE, self.voices_dir)
+        thread.progress.connect(self._on_progress)
+        thread.done.connect(self._on_downloaded)
+        thread.failed.connect(self._on_download_failed)
+        thread.cancelled.connect(self._on_download_cancelled)
+        self.thread = thread
+        thread.start()
+
+    def cancel_download(self) -> None:
+        if isinstance(self.thread, DownloadThread):
+            self.thread.stop.set()
+
+    def _download_ended(self) -> None:
+        self._busy(False)
+        self.cancel_download_button.setEnabled(False)
+
+    def _on_downloaded(self, path: str) -> None:
+        self._download_ended()
+        self.progress.setValue(100)
+        self.message.setText(f"Downloaded and imported the voice into {path}")
+        self.imported.emit(path)
+
+    def _on_download_failed(self, text: str) -> None:
+        self._download_ended()
+        self._fail(f"Download failed: {text}")
+
+    def _on_download_cancelled(self) -> None:
+        self._download_ended()
+        self.message.setText("Download cancelled; press Download again to resume.")
+
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(round(fraction * 100))
         self.message.setText(message)
@@ -157,6 +241,8 @@ class ImportDialog(QDialog):
 
     def done(self, result: int) -> None:
         # Closing while importing would orphan the thread; let it finish (the folder appears whole).
+        # A download is cancelled instead: its partial files stay for a later resume.
         if self.thread is not None and self.thread.isRunning():
+            self.cancel_download()
             self.thread.wait()
         super().done(result)

@@ -1,0 +1,359 @@
+"""The whole GPU pipeline (tts_desktop/engine/pipeline.py GpuBackend) against CpuBackend.
+
+Same ids, dropout off, sigma 0 (then both backends compute the same function; with noise or
+dropout on they draw different random numbers by design). The decode length is forced
+(early_stop=False, a few dozen steps) for the numeric comparisons, so every frame is compared and
+a free-running divergence cannot make the comparison meaningless; the stop semantics are tested
+separately with gate thresholds placed between the items' gate trajectories.
+
+Bounds (relative L2 per item):
+- FP32 engine: mel/gate/alignment <= 1e-4 (float32 arithmetic in another summation order), audio
+  <= 1e-3 (WaveGlow at sigma 0 maps the mel through 12 flows; the 1e-5-level mel differences come
+  out somewhat amplified).
+- FP16 engine: weights and GEMM operands rounded to half (2^-11 relative). Per stage the measured
+  errors against float32 are ~4e-4 (encoder, postnet, WaveGlow: docs/gpu-notes.md) and the decoder
+  is bounded at 2e-2 teacher-forced; free-running for a few dozen steps compounds that, so mel /
+  gate / alignment <= 5e-2 and audio <= 1e-1. These catch any layout or indexing error (which
+  gives O(1) errors) while allowing for the precision.
+- batch item vs the same item alone (same engine): FP32 1e-5, FP16 5e-3 (cuBLAS may choose another
+  algorithm for another row count; in FP16 a reordered sum can flip the last bit of a half output).
+Measured values are written to $TTS_DESKTOP_TEST_OUT/pipeline_gpu.json when that is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gpu_common import FIXTURES, gpu_or_skip, golden_small, rel_l2
+
+pytestmark = pytest.mark.gpu
+gpu_or_skip()
+
+from tts_desktop.api import SynthesisOptions  # noqa: E402
+from tts_desktop.backends import CpuBackend  # noqa: E402
+from tts_desktop.cancel import SynthesisCancelled  # noqa: E402
+from tts_desktop.engine import pipeline  # noqa: E402
+from tts_desktop.engine.compile import CompileError  # noqa: E402
+from tts_desktop.engine.pipeline import GpuBackend  # noqa: E402
+from tts_desktop.model.config import Tacotron2Config, VoiceConfig, WaveGlowConfig  # noqa: E402
+from tts_desktop.model.random_voice import random_voice  # noqa: E402
+from tts_desktop.model.tacotron2 import sigmoid  # noqa: E402
+
+RED_T2 = Tacotron2Config(symbols_embedding_dim=128, encoder_embedding_dim=128, attention_rnn_dim=64,
+                         attention_dim=32, attention_location_n_filters=8, attention_location_kernel_size=7,
+                         decoder_rnn_dim=96, prenet_dim=32, postnet_embedding_dim=64, max_decoder_steps=40)
+RED_WG = WaveGlowConfig(n_flows=6, wn_n_layers=3, wn_n_channels=64)
+TOL = {"fp32": {"mel": 1e-4, "gate": 1e-4, "alignment": 1e-4, "audio": 1e-3},
+       "fp16": {"mel": 5e-2, "gate": 5e-2, "alignment": 5e-2, "audio": 1e-1}}
+BATCH_TOL = {"fp32": 1e-5, "fp16": 5e-3}
+OFF = dict(prenet_dropout=False, sigma=0.0, denoise=0.01)
+MEASURED: dict[str, object] = {}
+
+
+def teardown_module():
+    out = os.environ.get("TTS_DESKTOP_TEST_OUT")
+    if out and MEASURED:
+        with open(os.path.join(out, "pipeline_gpu.json"), "w") as f:
+            json.dump(MEASURED, f, indent=1, default=float)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+_voices: dict = {}
+_backends: dict = {}
+
+
+def voice(name: str, gate_threshold: float | None = None):
+    key = (name, gate_threshold)
+    if key not in _voices:
+        if name == "reduced":
+            config, tw, ww = random_voice(RED_T2, RED_WG, seed=4)
+        elif name == "full":
+            config, tw, ww = random_voice(seed=0)  # the benchmark's voice
+        else:
+            raise KeyError(name)
+        if gate_threshold is not None:
+            config = replace(config, tacotron2=replace(config.tacotron2, gate_threshold=gate_threshold))
+        _voices[key] = (config, tw, ww)
+    return _voices[key]
+
+
+def gpu(cache, name, precision, gate_threshold=None):
+    key = (name, precision, gate_threshold)
+    if key not in _backends:
+        config, tw, ww = voice(name, gate_threshold)
+        _backends[key] = GpuBackend(None, config, tw, ww, precision=precision, cache_dir=cache)
+    return _backends[key]
+
+
+def cpu(name, gate_threshold=None):
+    key = ("cpu", name, gate_threshold)
+    if key not in _backends:
+        _backends[key] = CpuBackend(*voice(name, gate_threshold))
+    return _backends[key]
+
+
+def ids_batch(rng, lengths, n_symbols=148):
+    return [rng.integers(1, n_symbols, n).tolist() for n in lengths]
+
+
+def errors(a, b) -> dict[str, float]:
+    return {"mel": rel_l2(a.mel, b.mel), "gate": rel_l2(a.gate, b.gate), "alignment": rel_l2(a.alignment, b.alignment),
+            "audio": rel_l2(a.audio, b.audio)}
+
+
+def same_shapes(a, b) -> None:
+    assert a.mel.shape == b.mel.shape and a.alignment.shape == b.alignment.shape
+    assert a.gate.shape == b.gate.shape and a.audio.shape == b.audio.shape
+
+
+def stop_is_clear(gate: np.ndarray, thr: float, margin: float) -> bool:
+    """No step's sigmoid(gate) lies within `margin` of the threshold (a stop decision that float
+    rounding cannot flip)."""
+    return bool(np.all(np.abs(sigmoid(gate) - thr) > margin))
+
+
+# ------------------------------------------------------------------------------------- vs CPU
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("name,steps", [("reduced", 40), ("full", 24)])
+def test_matches_cpu_backend(cache, name, steps, precision):
+    rng = np.random.default_rng(1)
+    batch = ids_batch(rng, [37, 12, 61] if name == "reduced" else [128, 40])
+    opts = SynthesisOptions(max_decoder_steps=steps, early_stop=False, **OFF)
+    got = gpu(cache, name, precision).synthesize_ids(batch, opts, seed=5)
+    ref = cpu(name).synthesize_ids(batch, opts, seed=5)
+    thr = voice(name)[0].tacotron2.gate_threshold
+    for i, (g, r) in enumerate(zip(got, ref)):
+        same_shapes(g, r)
+        assert g.mel.shape[1] == steps and len(g.audio) == steps * 256
+        e = errors(g, r)
+        MEASURED[f"vs_cpu/{name}/{precision}/item{i}"] = e
+        assert all(e[k] <= TOL[precision][k] for k in e), e
+        if precision == "fp32" or stop_is_clear(r.gate, thr, 1e-3):
+            assert g.reached_max_steps == r.reached_max_steps
+        assert set(g.timings) == {"encoder", "decoder", "postnet", "waveglow", "denoiser", "copies"}
+        assert all(v > 0 for v in g.timings.values()), g.timings
+
+
+def test_golden_voice_matches_cpu_backend(cache):
+    """NVIDIA's small golden model (.fixtures), FP32 engine, its 48 forced steps."""
+    from tts_desktop.engine.compile import compile_cuda
+    from tts_desktop.engine.decoder import decoder_defines
+
+    golden, ww, wcfg, tw, tcfg = golden_small()
+    config = VoiceConfig(name="golden", tacotron2=Tacotron2Config.from_dict(tcfg), waveglow=WaveGlowConfig.from_dict(wcfg))
+    try:
+        compile_cuda(["decoder.cu"], "sm_90", decoder_defines(config.tacotron2, False))
+    except CompileError as e:
+        first = next((ln for ln in str(e).splitlines() if "static assertion" in ln), str(e)[:200])
+        pytest.skip(f"decoder.cu cannot run the golden model's sizes ({FIXTURES}): {first.strip()}")
+    backend = GpuBackend(None, config, tw, ww, precision="fp32", cache_dir=cache)
+    ids = [np.asarray(golden["ids"]).tolist()]
+    opts = SynthesisOptions(max_decoder_steps=int(golden["steps"]), early_stop=False, **OFF)
+    g = backend.synthesize_ids(ids, opts)[0]
+    r = CpuBackend(config, tw, ww).synthesize_ids(ids, opts)[0]
+    same_shapes(g, r)
+    e = errors(g, r)
+    MEASURED["vs_cpu/golden/fp32"] = e
+    assert all(e[k] <= TOL["fp32"][k] for k in e), e
+
+
+# ------------------------------------------------------------------------------------- batching
+
+
+def _separating_threshold(gates: list[np.ndarray], lo: float = 0.3, hi: float = 0.95) -> tuple[float, float]:
+    """(threshold, margin): the midpoint of the widest gap between the items' sigmoid(gate) values
+    within the [lo, hi] quantiles, so some items stop, at different steps, others run to the cap,
+    and no stop decision lies within `margin` of a tie."""
+    v = np.unique(np.concatenate([sigmoid(g) for g in gates]))
+    a, b = np.quantile(v, [lo, hi])
+    v = v[(v >= a) & (v <= b)]
+    k = int(np.argmax(np.diff(v)))
+    return float(v[k] + v[k + 1]) / 2, float(v[k + 1] - v[k]) / 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_batch_items_equal_each_item_alone(cache, precision):
+    """Batches of 1, 2, 3, 8 and 32 items of ragged input lengths that also stop at ragged steps
+    (a gate threshold placed between the items' gate trajectories): each item as if alone."""
+    rng = np.random.default_rng(2)
+    steps = 30
+    items = ids_batch(rng, rng.integers(3, 70, 32))
+    batches = {1: items[:1], 2: items[1:3], 3: items[3:6], 8: items[6:14], 32: items}
+    probe = gpu(cache, "reduced", precision).synthesize_ids(
+        items, SynthesisOptions(max_decoder_steps=steps, early_stop=False, **OFF))
+    thr, margin = _separating_threshold([r.gate for r in probe])
+    assert margin > 5e-4, margin  # far wider than any batch-vs-alone difference of a gate
+    backend = gpu(cache, "reduced", precision, gate_threshold=thr)
+    opts = SynthesisOptions(max_decoder_steps=steps, **OFF)
+    worst = 0.0
+    frames = set()
+    for n, batch in batches.items():
+        together = backend.synthesize_ids(batch, opts, seed=9)
+        assert len(together) == n
+        for i, ids in enumerate(batch):
+            alone = backend.synthesize_ids([ids], opts, seed=9)[0]
+            t = together[i]
+            assert t.reached_max_steps == alone.reached_max_steps
+            same_shapes(t, alone)
+            e = errors(t, alone)
+            worst = max(worst, *e.values())
+            assert max(e.values()) <= BATCH_TOL[precision], (n, i, e)
+            frames.add(t.mel.shape[1])
+    MEASURED[f"batch_vs_alone/{precision}"] = {"worst_rel_l2": worst, "distinct_frame_counts": len(frames),
+                                               "threshold": thr, "margin": margin}
+    assert len(frames) >= 3  # the items did stop at different steps
+
+
+# ------------------------------------------------------------------------------------- stopping
+
+
+def test_early_stop_semantics_equal_cpu(cache):
+    """Frame counts, audio lengths (the stop frame is in the mel, not in the audio) and
+    reached_max_steps: item for item as CpuBackend, early_stop on and off."""
+    rng = np.random.default_rng(3)
+    batch = ids_batch(rng, [20, 45, 7, 33])
+    steps = 32
+    free = cpu("reduced").synthesize_ids(batch, SynthesisOptions(max_decoder_steps=steps, early_stop=False, **OFF))
+    thr, _ = _separating_threshold([r.gate for r in free])
+    for early in (True, False):
+        opts = SynthesisOptions(max_decoder_steps=steps, early_stop=early, **OFF)
+        got = gpu(cache, "reduced", "fp32", gate_threshold=thr).synthesize_ids(batch, opts)
+        ref = cpu("reduced", gate_threshold=thr).synthesize_ids(batch, opts)
+        for g, r in zip(got, ref):
+            same_shapes(g, r)
+            assert g.reached_max_steps == r.reached_max_steps
+            assert max(errors(g, r).values()) <= TOL["fp32"]["audio"]
+        if early:
+            assert len({r.mel.shape[1] for r in ref}) >= 2 and any(len(r.audio) < 256 * r.mel.shape[1] for r in ref)
+
+
+@pytest.mark.parametrize("bias,first_stop", [(50.0, True), (-50.0, False)])
+def test_gate_always_or_never_fires(cache, bias, first_stop):
+    """Gate bias +50: every item stops on step 0 (1 mel frame, no audio; the 256-sample WaveGlow
+    output is too short for the GPU denoiser, so its host fallback runs). -50: the cap."""
+    config, tw, ww = voice("reduced")
+    tw = dict(tw)
+    tw["decoder.gate_layer.linear_layer.bias"] = np.full(1, bias, np.float32)
+    backend = GpuBackend(None, config, tw, ww, precision="fp32", cache_dir=cache)
+    ref = CpuBackend(config, tw, ww)
+    batch = ids_batch(np.random.default_rng(4), [9, 30])
+    opts = SynthesisOptions(max_decoder_steps=12, **OFF)
+    for g, r in zip(backend.synthesize_ids(batch, opts), ref.synthesize_ids(batch, opts)):
+        same_shapes(g, r)
+        assert g.reached_max_steps == r.reached_max_steps == (not first_stop)
+        assert g.mel.shape[1] == (1 if first_stop else 12) and len(g.audio) == (0 if first_stop else 12 * 256)
+        assert rel_l2(g.mel, r.mel) <= TOL["fp32"]["mel"]
+
+
+# ------------------------------------------------------------------------------------- randomness
+
+
+def test_seeded_dropout_and_noise(cache):
+    backend = gpu(cache, "reduced", "fp16")
+    batch = ids_batch(np.random.default_rng(5), [25])
+    on = SynthesisOptions(max_decoder_steps=20, early_stop=False, prenet_dropout=True, sigma=0.6)
+    a, b, c = (backend.synthesize_ids(batch, on, seed=s)[0] for s in (1, 1, 2))
+    assert np.array_equal(a.audio, b.audio) and np.array_equal(a.mel, b.mel)
+    assert rel_l2(c.mel, a.mel) > 1e-2 and rel_l2(c.audio, a.audio) > 1e-2
+    quiet = backend.synthesize_ids(batch, replace(on, prenet_dropout=False, sigma=0.0), seed=1)[0]
+    assert rel_l2(quiet.mel, a.mel) > 1e-2 and rel_l2(quiet.audio, a.audio) > 1e-2
+
+
+def test_griffin_lim_runs_on_the_gpu_mel(cache):
+    backend = gpu(cache, "reduced", "fp32")
+    batch = ids_batch(np.random.default_rng(6), [15])
+    opts = SynthesisOptions(max_decoder_steps=10, early_stop=False, vocoder="griffin-lim", **OFF)
+    g = backend.synthesize_ids(batch, opts, seed=3)[0]
+    r = cpu("reduced").synthesize_ids(batch, opts, seed=3)[0]
+    same_shapes(g, r)
+    assert "griffin_lim" in g.timings and "waveglow" not in g.timings
+    assert rel_l2(g.mel, r.mel) <= TOL["fp32"]["mel"]
+    assert rel_l2(g.audio, r.audio) <= 1e-2  # 60 iterations of phase recovery amplify the mel's 1e-6
+
+
+# ------------------------------------------------------------------------------------- cancel
+
+
+def test_cancel_at_every_check_leaves_the_engine_usable(cache, monkeypatch):
+    monkeypatch.setattr(pipeline, "WG_GROUP_FRAMES", {"fp16": 30, "fp32": 30})  # several WaveGlow groups
+    backend = gpu(cache, "reduced", "fp16")
+    batch = ids_batch(np.random.default_rng(7), [30, 10, 50])
+    opts = SynthesisOptions(max_decoder_steps=40, early_stop=False, **OFF)
+    calls = []
+    first = backend.synthesize_ids(batch, opts, cancel=lambda: calls.append(1) and False)
+    n = len(calls)
+    assert n >= 5  # before the stages, after decoder chunks, after WaveGlow groups
+    for k in range(1, n + 1):
+        count = iter(range(1, 10**6))
+        with pytest.raises(SynthesisCancelled):
+            backend.synthesize_ids(batch, opts, cancel=lambda: next(count) == k)
+    again = backend.synthesize_ids(batch, opts)
+    for a, b in zip(first, again):
+        assert np.array_equal(a.audio, b.audio) and np.array_equal(a.mel, b.mel)
+
+
+def test_cancel_lands_quickly_in_a_long_decode(cache):
+    """2000 forced decoder steps at NVIDIA's sizes: a cancel raised a few chunks in takes effect
+    within 100 ms."""
+    backend = gpu(cache, "full", "fp16")
+    batch = ids_batch(np.random.default_rng(8), [128])
+    opts = SynthesisOptions(max_decoder_steps=2000, early_stop=False, **OFF)
+    backend.synthesize_ids(batch, replace(opts, max_decoder_steps=64))  # warm: plan, graph
+    state = {"n": 0, "t": None}
+
+    def cancel():
+        state["n"] += 1
+        if state["n"] == 6:
+            state["t"] = time.perf_counter()
+            return True
+        return False
+
+    t0 = time.perf_counter()
+    with pytest.raises(SynthesisCancelled):
+        backend.synthesize_ids(batch, opts, cancel=cancel)
+    lag = time.perf_counter() - state["t"]
+    MEASURED["cancel_lag_s"] = lag
+    MEASURED["cancel_total_s"] = time.perf_counter() - t0
+    assert lag < 0.1, lag
+
+
+# ------------------------------------------------------------------------------------- engine
+
+
+def test_cached_engine_loads_in_well_under_a_second(cache):
+    config, tw, ww = voice("full")
+    first = GpuBackend(None, config, tw, ww, precision="fp16", cache_dir=cache)
+    again = GpuBackend(None, config, tw, ww, precision="fp16", cache_dir=cache)
+    MEASURED["engine_full_fp16"] = {"first_s": first.load_seconds, "first_cached": first.engine.cached,
+                                    "build_s": first.engine.seconds if not first.engine.cached else None,
+                                    "cached_load_s": again.load_seconds, "engine_file_s": again.engine.seconds}
+    assert again.engine.cached and "cached" in again.note and again.compiled_at_load == 0
+    assert again.device_name == again.ctx.name and "FP16 engine" in again.note
+    assert again.load_seconds < 1.0, MEASURED["engine_full_fp16"]
+    batch = ids_batch(np.random.default_rng(9), [50])
+    opts = SynthesisOptions(max_decoder_steps=16, early_stop=False, **OFF)
+    a, b = first.synthesize_ids(batch, opts)[0], again.synthesize_ids(batch, opts)[0]
+    assert np.array_equal(a.audio, b.audio)
+
+
+def test_rejects_what_cpu_backend_rejects(cache):
+    backend = gpu(cache, "reduced", "fp32")
+    opts = SynthesisOptions(max_decoder_steps=5)
+    with pytest.raises(ValueError):
+        backend.synthesize_ids([[1, 2], []], opts)
+    with pytest.raises(ValueError):
+        backend.synthesize_ids([[1, 2, 400]], opts)
+    with pytest.raises(ValueError):
+        backend.synthesize_ids([[1]] * 33, opts)
