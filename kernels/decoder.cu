@@ -2,19 +2,25 @@
 // stop test), run over and over from a CUDA graph (a conditional WHILE node, or chunks of steps).
 //
 //   dec_lstm_att     attention LSTM: gates = W [prenet, context, h_att] + b; cell update fused
-//   dec_att_energy   query projection, location conv + dense, tanh, v: energies e (B, T_in)
-//   dec_att_context  masked softmax over each item's true length, cumulative weights, context
+//   dec_att_energy   query projection + location conv/dense + tanh + v, per slice of ENERGY_AD
+//                    attention dims: partial energies epart (ATT_DIM / ENERGY_AD, B, T_in)
+//   dec_att_context  energies = sum of the partials; masked softmax over each item's true length,
+//                    cumulative weights, context
 //   dec_lstm_dec     decoder LSTM: gates = W [h_att, context, h_dec] + b; cell update fused
-//   dec_project      mel frame + gate logit, outputs, stop test, then the prenet of the next input
+//   dec_project      mel frame + gate logit over many blocks; the last block of an item: outputs, stop
+//                    test, then the prenet of the next input
 //
 // Weights are `wt`: __half in the FP16 engine (-DDEC_HALF=1), float in the FP32 engine; all
 // arithmetic and every state vector is float. Sizes are compile-time (defaults: NVIDIA's LJSpeech
 // model); batch size and T_in are run-time.
 //
 // Step bookkeeping lives on the device (ctl), so every launch of a step is identical and a graph can
-// replay it: ctl[0] = step s, ctl[1] = done, ctl[2] = block ticket of dec_project. h_att and h_dec are
+// replay it: ctl[0] = step s, ctl[1] = done, ctl[2] = item ticket of dec_project. h_att and h_dec are
 // ping-pong buffers [2][B][H]: step s reads half (s & 1) and writes half (s + 1) & 1. Every kernel
 // returns at once when done is set, so a graph may hold more steps than are needed.
+//
+// Every kernel may be launched with programmatic dependent launch (PDL): it loads its weights, then
+// waits for the previous kernel (PDL_WAIT) before it touches any state.
 #include <cuda_fp16.h>
 // cudaGraphSetConditional; the header it pulls in warns (#1105) when included without cuda_runtime.h
 #pragma nv_diag_suppress 1105
@@ -51,8 +57,17 @@
 #ifndef LSTM_SPLIT
 #define LSTM_SPLIT 2  // warps that share one LSTM unit's dot products (split over the input)
 #endif
-#ifndef ENERGY_TT
-#define ENERGY_TT 16  // encoder steps per dec_att_energy block (16 beat 32 and 64 on the H100)
+#ifndef ENERGY_AD
+#define ENERGY_AD 8  // attention dims per dec_att_energy block (one query row per warp)
+#endif
+#ifndef PROJ_ROWS
+#define PROJ_ROWS 8  // projection rows per dec_project block (one per warp)
+#endif
+#ifndef LSTM_MINB
+#define LSTM_MINB 2  // LSTM blocks per SM the register budget must allow (128 registers): 256 blocks, one wave
+#endif
+#ifndef LSTM_PREFETCH
+#define LSTM_PREFETCH 0  // 1: LSTM blocks prefetch their weight rows before the PDL wait (run 13: 0.5 us slower)
 #endif
 
 #if DEC_HALF
@@ -67,6 +82,28 @@ static_assert(PRENET % 8 == 0 && ENC % 8 == 0 && ATT_RNN % 8 == 0 && DEC_RNN % 8
 static_assert(ATT_DIM % 32 == 0 && NT % ATT_DIM == 0, "ATT_DIM must be 32, 64, 128 or 256");
 static_assert(N_MEL % 8 == 0, "N_MEL multiple of 8");
 static_assert(8 % LSTM_SPLIT == 0, "LSTM_SPLIT divides the 8 warps of a block");
+static_assert(ATT_DIM % ENERGY_AD == 0 && 32 % ENERGY_AD == 0, "ENERGY_AD divides ATT_DIM and 32");
+static_assert(PROJ_ROWS == NT / 32, "one projection row per warp");
+
+// Programmatic dependent launch (sm_90+): a kernel launched with programmatic stream serialization
+// starts while the previous kernel runs; everything before PDL_WAIT may only read constant data
+// (weights), everything after it sees the previous kernel's writes. PDL_LAUNCH lets the next kernel
+// start its own prologue. Both are no-ops without PDL (and compile to nothing before sm_90).
+#ifndef PDL_TRIGGER
+#define PDL_TRIGGER 0  // 1: trigger the next kernel right after the wait (run 15: 11 us slower per step than 0,
+                       // where the next kernel launches as this one's blocks exit)
+#endif
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#if PDL_TRIGGER
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PDL_LAUNCH()
+#endif
+#else
+#define PDL_WAIT()
+#define PDL_LAUNCH()
+#endif
 
 // ------------------------------------------------------------------------------------- helpers
 
@@ -268,11 +305,35 @@ __device__ __forceinline__ void lstm_cell(const wt* __restrict__ W, const float*
     }
 }
 
+// The block's weight rows ([U units][4][K], contiguous) towards the SM before the wait on the previous
+// kernel: into L1 for halves (FP16 weights live in L2 already; 57-80 KB per block), into L2 for floats
+// (73 MB of FP32 weights come from HBM).
+template <int K, int H>
+__device__ __forceinline__ void lstm_prefetch(const wt* __restrict__ W) {
+#if LSTM_PREFETCH
+    constexpr int U = (NT / 32) / LSTM_SPLIT;
+    const int j0 = blockIdx.x * U;
+    const int units = H - j0 < U ? H - j0 : U;
+    const char* base = reinterpret_cast<const char*>(W + (size_t)j0 * 4 * K);
+    const int nbytes = units * 4 * K * (int)sizeof(wt);
+    for (int o = threadIdx.x * 128; o < nbytes; o += NT * 128) {
+#if DEC_HALF
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(base + o));
+#else
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + o));
+#endif
+    }
+#endif
+}
+
 // attention RNN: input [prenet (PRENET), context (ENC)], hidden ATT_RNN. grid: ceil(ATT_RNN / U)
-extern "C" __global__ void __launch_bounds__(NT) dec_lstm_att(const DecCtl* ctl, const wt* __restrict__ W,
+extern "C" __global__ void __launch_bounds__(NT, LSTM_MINB) dec_lstm_att(const DecCtl* ctl, const wt* __restrict__ W,
                                                               const float* __restrict__ bias, const float* prenet,
                                                               const float* context, float* h_att, float* c_att,
                                                               int B) {
+    lstm_prefetch<PRENET + ENC + ATT_RNN, ATT_RNN>(W);
+    PDL_WAIT();
+    PDL_LAUNCH();
     if (ctl->done) return;
     const int s = ctl->step;
     const size_t half = (size_t)B * ATT_RNN;
@@ -281,10 +342,13 @@ extern "C" __global__ void __launch_bounds__(NT) dec_lstm_att(const DecCtl* ctl,
 }
 
 // decoder RNN: input [h_att (ATT_RNN), context (ENC)], hidden DEC_RNN. grid: ceil(DEC_RNN / U)
-extern "C" __global__ void __launch_bounds__(NT) dec_lstm_dec(const DecCtl* ctl, const wt* __restrict__ W,
+extern "C" __global__ void __launch_bounds__(NT, LSTM_MINB) dec_lstm_dec(const DecCtl* ctl, const wt* __restrict__ W,
                                                               const float* __restrict__ bias, const float* h_att,
                                                               const float* context, float* h_dec, float* c_dec,
                                                               int B) {
+    lstm_prefetch<ATT_RNN + ENC + DEC_RNN, DEC_RNN>(W);
+    PDL_WAIT();
+    PDL_LAUNCH();
     if (ctl->done) return;
     const int s = ctl->step;
     lstm_cell<ATT_RNN, ENC, DEC_RNN>(W, bias, h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN, context,
@@ -294,123 +358,119 @@ extern "C" __global__ void __launch_bounds__(NT) dec_lstm_dec(const DecCtl* ctl,
 
 // ------------------------------------------------------------------------------------- attention
 
-// Energies e[b, t] for ENERGY_TT encoder steps of one item: grid (ceil(T_in / TT), B).
-//   q   = Wq h_att                       (ATT_DIM; every block of the item recomputes it: cheaper
-//                                          than one more launch per step)
-//   f   = conv(loc_w, [w_prev, w_cum])   (LOC_F x TT, 'same' zero padding)
-//   e_t = v . tanh(q + pm[b, t] + Wd f_t), and -inf for t >= in_len[b] (the softmax mask)
-// Wq: [ATT_DIM][ATT_RNN] (wt), conv: [LOC_F][2][LOC_K] float, Wd: [ATT_DIM][LOC_F] float, v float.
-extern "C" __global__ void __launch_bounds__(NT) dec_att_energy(
-    const DecCtl* ctl, const wt* __restrict__ Wq, const float* __restrict__ conv_w,
-    const float* __restrict__ dense_w, const float* __restrict__ v, const float* h_att,
-    const float* __restrict__ pm, const float* aw, const float* cum, const int* __restrict__ in_len,
-    float* energy, int B, int T_in) {
-    if (ctl->done) return;
-    constexpr int TT = ENERGY_TT, PAD = (LOC_K - 1) / 2, WIN = TT + LOC_K - 1;
-    __shared__ float q[ATT_DIM];
-    __shared__ __align__(16) float hs[ATT_RNN];
-    __shared__ float win[2][WIN];
-    __shared__ float cw[LOC_F * 2 * LOC_K];
-    __shared__ float f[LOC_F][TT + 1];
-    __shared__ float part[TT][ATT_DIM / 32];
-
-    const int b = blockIdx.y, t0 = blockIdx.x * TT;
-    const int L = in_len[b];
-    const int s = ctl->step;
+// Partial energies for ENERGY_AD attention dims a0 .. a0 + AD - 1 of one item, every encoder step:
+// grid (ATT_DIM / AD, B), dynamic shared memory 2 (T_in + LOC_K - 1) floats.
+//   q_a = Wq[a] . h_att                          (AD rows: one per warp, K split over the lanes)
+//   x   = q_a + pm[b, t, a] + loc[a] * [w_prev, w_cum] around t   (conv + dense folded: [ATT_DIM][2][LOC_K])
+//   epart[blockIdx.x, b, t] = sum over the block's dims of v_a tanh(x), and -inf for t >= in_len[b]
+// dec_att_context adds the ATT_DIM / AD partials (fixed order: deterministic). v3 computed all 128
+// query rows in every block (256 KB from L2 per block, 25 us); now each block reads 8 rows.
+extern "C" __global__ void __launch_bounds__(NT, 4) dec_att_energy(
+    const DecCtl* ctl, const wt* __restrict__ Wq, const float* __restrict__ loc_w, const float* __restrict__ v,
+    const float* h_att, const float* __restrict__ pm, const float* aw, const float* cum, const int* __restrict__ in_len,
+    float* epart, int B, int T_in) {
+    constexpr int AD = ENERGY_AD, PAD = (LOC_K - 1) / 2, NCH = ATT_RNN / 8, QI = (NCH + 31) / 32;
+    constexpr int RPW = (AD + NT / 32 - 1) / (NT / 32);  // query rows per warp
+    extern __shared__ float win[];                      // [2][T_in + LOC_K - 1]: w_prev, w_cum, zero-padded
+    __shared__ float q[AD];
+    __shared__ float wl[AD * 2 * LOC_K];  // this block's rows of the folded location filter
+    const int b = blockIdx.y, a0 = blockIdx.x * AD;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const float* h = h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN + (size_t)b * ATT_RNN;
+    const int a = threadIdx.x % AD, tl = threadIdx.x / AD;
 
-    for (int i = threadIdx.x; i < ATT_RNN; i += NT) hs[i] = h[i];
-    __syncthreads();
-    // query projection: each warp ATT_DIM / 8 rows, all in flight together
-    {
-        constexpr int NR = ATT_DIM / (NT / 32);
-        float out[NR];
-        warp_rows<NR, ATT_RNN>(Wq, hs, warp, NT / 32, ATT_DIM, out);
-        if (lane == 0)
+    // weights first: they do not depend on the previous kernel
+    float wq[RPW][QI][8];
 #pragma unroll
-            for (int i = 0; i < NR; ++i) q[warp + i * (NT / 32)] = out[i];
-    }
-    for (int i = threadIdx.x; i < WIN; i += NT) {
-        const int t = t0 - PAD + i;
-        const bool in = t >= 0 && t < T_in;
-        win[0][i] = in ? aw[(size_t)b * T_in + t] : 0.f;
-        win[1][i] = in ? cum[(size_t)b * T_in + t] : 0.f;
-    }
-    for (int i = threadIdx.x; i < LOC_F * 2 * LOC_K; i += NT) cw[i] = conv_w[i];
-    __syncthreads();
+    for (int r = 0; r < RPW; ++r)
+#pragma unroll
+        for (int i = 0; i < QI; ++i) {
+            const int row = warp + r * (NT / 32), ch = lane + 32 * i;
+            if (row < AD && ch < NCH) load8(Wq + (size_t)(a0 + row) * ATT_RNN + ch * 8, wq[r][i]);
+        }
+    for (int i = threadIdx.x; i < AD * 2 * LOC_K; i += NT) wl[i] = loc_w[(size_t)a0 * 2 * LOC_K + i];
+    const float va = v[a0 + a];
 
-    // location conv: LOC_F x TT outputs, 2 * LOC_K taps each
-    for (int o = threadIdx.x; o < LOC_F * TT; o += NT) {
-        const int k = o / TT, tt = o % TT;
+    PDL_WAIT();
+    PDL_LAUNCH();
+    if (ctl->done) return;
+    const int s = ctl->step;
+    const int L = in_len[b];
+    const int WN = T_in + LOC_K - 1;
+    for (int i = threadIdx.x; i < WN; i += NT) {
+        const int t = i - PAD;
+        const bool in = t >= 0 && t < T_in;
+        win[i] = in ? aw[(size_t)b * T_in + t] : 0.f;
+        win[WN + i] = in ? cum[(size_t)b * T_in + t] : 0.f;
+    }
+    const float* h = h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN + (size_t)b * ATT_RNN;
+#pragma unroll
+    for (int r = 0; r < RPW; ++r) {
+        const int row = warp + r * (NT / 32);
         float acc = 0.f;
 #pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll 8
-            for (int j = 0; j < LOC_K; ++j) acc = fmaf(cw[(k * 2 + c) * LOC_K + j], win[c][tt + j], acc);
-        f[k][tt] = acc;
+        for (int i = 0; i < QI; ++i) {
+            const int ch = lane + 32 * i;
+            if (row < AD && ch < NCH) {
+                float x[8];
+                load8s(h + ch * 8, x);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc = fmaf(wq[r][i][e], x[e], acc);
+            }
+        }
+        acc = warp_sum(acc);
+        if (lane == 0 && row < AD) q[row] = acc;
     }
     __syncthreads();
 
-    // dense + tanh + v: thread (a, group) walks the block's steps tt = group, group + G, ...
-    constexpr int G = NT / ATT_DIM;
-    const int a = threadIdx.x % ATT_DIM, grp = threadIdx.x / ATT_DIM;
-    float wd[LOC_F];
+    const float qa = q[a];
+    float* out = epart + ((size_t)blockIdx.x * B + b) * T_in;
+    constexpr int TS = NT / AD;  // encoder steps per pass; the AD lanes of a step are adjacent
+    for (int t0 = 0; t0 < T_in; t0 += TS) {  // uniform trip count: the shuffles need every lane
+        const int t = t0 + tl;
+        float val = 0.f;
+        if (t < L) {
+            float x = qa + pm[((size_t)b * T_in + t) * ATT_DIM + a0 + a];
 #pragma unroll
-    for (int k = 0; k < LOC_F; ++k) wd[k] = dense_w[a * LOC_F + k];
-    const float qa = q[a], va = v[a];
-    constexpr int UNR = TT / G < 4 ? TT / G : 4;
-    static_assert(UNR >= 1 && TT % (UNR * G) == 0, "ENERGY_TT multiple of 256 / ATT_DIM");
-    for (int tt0 = grp; tt0 < TT; tt0 += UNR * G) {
-        float val[UNR];  // UNR steps at once: independent shuffle chains
+            for (int j = 0; j < LOC_K; ++j) x = fmaf(wl[a * 2 * LOC_K + j], win[t + j], x);
 #pragma unroll
-        for (int u = 0; u < UNR; ++u) {
-            const int tt = tt0 + u * G, t = t0 + tt;
-            val[u] = 0.f;
-            if (t < L) {
-                float x = qa + pm[((size_t)b * T_in + t) * ATT_DIM + a];
-#pragma unroll
-                for (int k = 0; k < LOC_F; ++k) x = fmaf(wd[k], f[k][tt], x);
-                val[u] = va * tanhf(x);
-            }
+            for (int j = 0; j < LOC_K; ++j) x = fmaf(wl[a * 2 * LOC_K + LOC_K + j], win[WN + t + j], x);
+            val = va * tanhf(x);
         }
 #pragma unroll
-        for (int u = 0; u < UNR; ++u) {
-            const float r = warp_sum(val[u]);
-            if (lane == 0) part[tt0 + u * G][(threadIdx.x % ATT_DIM) >> 5] = r;
-        }
-    }
-    __syncthreads();
-    for (int tt = threadIdx.x; tt < TT; tt += NT) {
-        const int t = t0 + tt;
-        if (t >= T_in) continue;
-        float e = 0.f;
-#pragma unroll
-        for (int i = 0; i < ATT_DIM / 32; ++i) e += part[tt][i];
-        energy[(size_t)b * T_in + t] = t < L ? e : NEG_INF;
+        for (int o = AD / 2; o > 0; o >>= 1) val += __shfl_xor_sync(0xffffffffu, val, o);
+        if (a == 0 && t < T_in) out[t] = t < L ? val : NEG_INF;
     }
 }
 
-// Softmax over t < in_len[b], then context[b, d] = sum_t w_t memory[b, t, d] for this block's
-// CTX_D dims: grid (ENC / CTX_D, B), dynamic shared memory T_in floats. Block x == 0 of each item
-// also stores the weights, adds them to the cumulative weights and writes the alignment row
-// (unless the item stopped at an earlier step: its outputs keep their fill values).
+// Softmax over t < in_len[b] of e = the sum of dec_att_energy's ATT_DIM / ENERGY_AD partials, then
+// context[b, d] = sum_t w_t memory[b, t, d] for this block's CTX_D dims: grid (ENC / CTX_D, B), dynamic
+// shared memory T_in floats. Block x == 0 of each item also stores the weights, adds them to the
+// cumulative weights and writes the alignment row (unless the item stopped at an earlier step: its
+// outputs keep their fill values).
 #define CTX_D 128
 static_assert(ENC % CTX_D == 0, "ENC multiple of 128");
 extern "C" __global__ void __launch_bounds__(NT) dec_att_context(
-    const DecCtl* ctl, const float* energy, const wt* __restrict__ memory, const int* __restrict__ in_len,
+    const DecCtl* ctl, const float* epart, const wt* __restrict__ memory, const int* __restrict__ in_len,
     const int* stopped, float* aw, float* cum, float* context, float* alignment, int B, int T_in, int T_out) {
+    constexpr int NP = ATT_DIM / ENERGY_AD;
+    PDL_WAIT();
+    PDL_LAUNCH();
     if (ctl->done) return;
     extern __shared__ float w[];
     __shared__ float red[NT / 32];
-    __shared__ float acc2[NT / CTX_D][CTX_D];
+    __shared__ float acc2[NT / (CTX_D / 8)][CTX_D];
     const int b = blockIdx.y;
     const int L = in_len[b];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const float* e = energy + (size_t)b * T_in;
 
     float m = NEG_INF;
-    for (int t = threadIdx.x; t < L; t += NT) m = fmaxf(m, e[t]);
+    for (int t = threadIdx.x; t < L; t += NT) {
+        float e = 0.f;
+#pragma unroll
+        for (int p = 0; p < NP; ++p) e += epart[((size_t)p * B + b) * T_in + t];
+        w[t] = e;  // read back below by this same thread
+        m = fmaxf(m, e);
+    }
     m = warp_max(m);
     if (lane == 0) red[warp] = m;
     __syncthreads();
@@ -420,7 +480,7 @@ extern "C" __global__ void __launch_bounds__(NT) dec_att_context(
     __syncthreads();
     float sum = 0.f;
     for (int t = threadIdx.x; t < T_in; t += NT) {
-        const float x = t < L ? expf(e[t] - m) : 0.f;
+        const float x = t < L ? expf(w[t] - m) : 0.f;
         w[t] = x;
         sum += x;
     }
@@ -444,66 +504,110 @@ extern "C" __global__ void __launch_bounds__(NT) dec_att_context(
         }
     }
 
-    constexpr int P = NT / CTX_D;
-    const int d = blockIdx.x * CTX_D + threadIdx.x % CTX_D, p = threadIdx.x / CTX_D;
-    const wt* mem = memory + (size_t)b * T_in * ENC + d;
-    float acc = 0.f;
-    for (int t = p; t < L; t += P) acc = fmaf(w[t], ldw(mem + (size_t)t * ENC), acc);
-    acc2[p][threadIdx.x % CTX_D] = acc;
+    // 8 dims per thread (one 16-byte load of halves, two of floats), CTX_D / 8 = 16 threads per
+    // encoder step, NT / 16 = 16 steps in flight; v3 had 2 steps and one 2-byte load per thread.
+    constexpr int DT = CTX_D / 8, P = NT / DT;
+    const int d0 = blockIdx.x * CTX_D + (threadIdx.x % DT) * 8, p = threadIdx.x / DT;
+    const wt* mem = memory + (size_t)b * T_in * ENC + d0;
+    float acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+#pragma unroll 2
+    for (int t = p; t < L; t += P) {
+        float x[8];
+        load8(mem + (size_t)t * ENC, x);
+        const float wt_ = w[t];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] = fmaf(wt_, x[e], acc[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc2[p][(threadIdx.x % DT) * 8 + e] = acc[e];
     __syncthreads();
-    if (p == 0) {
+    if (threadIdx.x < CTX_D) {
         float r = 0.f;
 #pragma unroll
         for (int i = 0; i < P; ++i) r += acc2[i][threadIdx.x];
-        context[(size_t)b * ENC + d] = r;
+        context[(size_t)b * ENC + blockIdx.x * CTX_D + threadIdx.x] = r;
     }
 }
 
 // ------------------------------------------------------------------------------------- output
 
-// One block per item: [mel frame, gate] = Wo [h_dec, context] + bo; outputs; stop test; then the
-// prenet of the next step's input frame (the teacher's frame s when given, else this mel frame).
-// The last block to finish (ticket) advances the step, decides `done` and, inside a WHILE graph
-// node, sets its condition.
+// [mel frame, gate] = Wo [h_dec, context] + bo, one row per warp: grid (ceil((N_MEL + 1) / 8), B).
+// Each block writes its rows (mel_out, and ybuf for the prenet); the last block of an item (ticket
+// tickets[b]) does the item's gate output, stop test and the prenet of the next step's input frame
+// (the teacher's frame s when given, else this mel frame). The last of those (ctl->ticket) advances
+// the step, decides `done` and, inside a WHILE graph node, sets its condition.
 //   Wo [N_MEL + 1][DEC_RNN + ENC] (wt), bo float; W1 [PRENET][N_MEL], W2 [PRENET][PRENET] (wt)
 //   mel_out (B, N_MEL, T_out), gate_out (B, T_out); teacher (B, N_MEL, T_teach) or null
 //   keys[b]: the item's dropout stream (the Philox counter's item word): an item's masks do not
 //            depend on its place in the batch
 //   stopped[b]: 0 running, 1 stopped by the gate, 2 hit its cap; lengths[b]: NVIDIA's mel_lengths
-extern "C" __global__ void __launch_bounds__(NT) dec_project(
+//   tickets[b]: 0 between launches; ybuf (B, N_MEL + 1) scratch
+// v2 ran one block per item: its 81 rows x 1536 (250 KB) through one SM, 18 us.
+extern "C" __global__ void __launch_bounds__(NT, 2) dec_project(
     DecCtl* ctl, const wt* __restrict__ Wo, const float* __restrict__ bo, const wt* __restrict__ W1,
     const wt* __restrict__ W2, const float* h_dec, const float* context, const float* __restrict__ teacher,
-    int T_teach, const int* __restrict__ caps, const int* __restrict__ keys, int* stopped, int* lengths, float* mel_out, float* gate_out,
-    float* prenet_out, int B, int T_out, float gate_threshold, int use_cond,
-    cudaGraphConditionalHandle cond) {
-    if (ctl->done) return;
-    constexpr int K = DEC_RNN + ENC;
-    __shared__ __align__(16) float x[K];
-    __shared__ __align__(16) float y[N_MEL + 1];
+    int T_teach, const int* __restrict__ caps, const int* __restrict__ keys, int* stopped, int* lengths,
+    int* tickets, float* ybuf, float* mel_out, float* gate_out, float* prenet_out, int B, int T_out,
+    float gate_threshold, int use_cond, cudaGraphConditionalHandle cond) {
+    constexpr int K = DEC_RNN + ENC, NCH = K / 8, PI = (NCH + 31) / 32, NY = N_MEL + 1;
+    __shared__ __align__(16) float y[NY];
     __shared__ __align__(16) float p1[PRENET];
     __shared__ __align__(16) float frame[N_MEL];
-    __shared__ int was_stopped;
-    const int b = blockIdx.x;
-    const int s = ctl->step;
+    __shared__ int is_last;
+    const int b = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const float* hd = h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN + (size_t)b * DEC_RNN;
-    for (int i = threadIdx.x; i < K; i += NT) x[i] = i < DEC_RNN ? hd[i] : context[(size_t)b * ENC + i - DEC_RNN];
-    if (threadIdx.x == 0) was_stopped = stopped[b];
-    __syncthreads();
+    const int r = blockIdx.x * PROJ_ROWS + warp;
 
-    {
-        constexpr int NR = (N_MEL + 1 + NT / 32 - 1) / (NT / 32);
-        float out[NR];
-        warp_rows<NR, K>(Wo, x, warp, NT / 32, N_MEL + 1, out);
-        if (lane == 0)
+    // this warp's weight row into registers before the wait (constant data)
+    float wr[PI][8];
 #pragma unroll
-            for (int i = 0; i < NR; ++i)
-                if (warp + i * (NT / 32) < N_MEL + 1) y[warp + i * (NT / 32)] = out[i] + bo[warp + i * (NT / 32)];
+    for (int i = 0; i < PI; ++i) {
+        const int ch = lane + 32 * i;
+        if (r < NY && ch < NCH) load8(Wo + (size_t)r * K + ch * 8, wr[i]);
+    }
+    const float br = r < NY ? bo[r] : 0.f;
+
+    PDL_WAIT();
+    PDL_LAUNCH();
+    if (ctl->done) return;
+    const int s = ctl->step;
+    const int was_stopped = stopped[b];  // written below only after every block of the item passed
+    const float* hd = h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN + (size_t)b * DEC_RNN;
+    const float* cx = context + (size_t)b * ENC;
+    if (r < NY) {
+        float acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < PI; ++i) {
+            const int ch = lane + 32 * i;
+            if (ch < NCH) {
+                const int k0 = ch * 8;
+                float x[8];
+                load8s(k0 < DEC_RNN ? hd + k0 : cx + (k0 - DEC_RNN), x);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc = fmaf(wr[i][e], x[e], acc);
+            }
+        }
+        acc = warp_sum(acc) + br;
+        if (lane == 0) {
+            ybuf[(size_t)b * NY + r] = acc;
+            if (!was_stopped && r < N_MEL) mel_out[((size_t)b * N_MEL + r) * T_out + s] = acc;
+        }
     }
     __syncthreads();
-    if (!was_stopped) {
-        for (int r = threadIdx.x; r < N_MEL; r += NT) mel_out[((size_t)b * N_MEL + r) * T_out + s] = y[r];
-        if (threadIdx.x == 0) {
+    if (threadIdx.x == 0) {
+        __threadfence();
+        is_last = atomicAdd(&tickets[b], 1) == (int)gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < NY; i += NT) y[i] = __ldcg(ybuf + (size_t)b * NY + i);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        tickets[b] = 0;
+        if (!was_stopped) {
             gate_out[(size_t)b * T_out + s] = y[N_MEL];
             // NVIDIA: not_finished *= sigmoid(gate) <= threshold; mel_lengths += not_finished
             if (sigmoidf_(y[N_MEL]) > gate_threshold) {
@@ -537,19 +641,21 @@ extern "C" __global__ void __launch_bounds__(NT) dec_project(
         p1[j] = acc;
     }
     __syncthreads();
-    constexpr int NR2 = 8;
+    constexpr int NR2 = 16;
     for (int base = warp; base < PRENET; base += (NT / 32) * NR2) {
         float out[NR2];
         warp_rows<NR2, PRENET>(W2, p1, base, NT / 32, PRENET, out);
+        // lane i takes row i (every lane holds every sum), then one Philox per lane: 16 lanes at once.
+        // (v1-v4a had the Philox inside `if (lane == i)` of the unrolled loop: 16 rounds one lane
+        // after another, ~10 us of dec_project.)
+        float mine = 0.f;
 #pragma unroll
-        for (int i = 0; i < NR2; ++i) {
-            const int j = base + i * (NT / 32);
-            // lane i draws row i's mask: the Philox rounds run on eight lanes at once
-            if (lane == i && j < PRENET) {
-                float v = fmaxf(out[i], 0.f);
-                if (drop) v = dropout_keep(seed, s + 1, key, 1, j) ? 2.f * v : 0.f;
-                prenet_out[(size_t)b * PRENET + j] = v;
-            }
+        for (int i = 0; i < NR2; ++i) mine = lane == i ? out[i] : mine;
+        const int j = base + lane * (NT / 32);
+        if (lane < NR2 && j < PRENET) {
+            float v = fmaxf(mine, 0.f);
+            if (drop) v = dropout_keep(seed, s + 1, key, 1, j) ? 2.f * v : 0.f;
+            prenet_out[(size_t)b * PRENET + j] = v;
         }
     }
 

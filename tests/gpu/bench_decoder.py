@@ -4,9 +4,9 @@ fallback) and each kernel alone (a graph of 50 launches of it), NVIDIA's sizes, 
     python tests/gpu/bench_decoder.py [--steps 200] [--out results.json] [--variants default,nopdl]
 
 Steps are forced (gate threshold 2: never stops; every item capped at --steps), dropout on.
-Variants (--variants for FP16, --variants32 for FP32): default, minb1 (LSTM register budget for
-1 block per SM, v3's), pdl (programmatic dependent launch, trigger right after the wait), pdl_late
-(PDL, no explicit trigger), pdl_prefetch (PDL + LSTM weight prefetch before the wait).
+Variants (--variants for FP16, --variants32 for FP32): default (PDL on where the GPU has it, no
+explicit trigger), nopdl, minb1 (LSTM registers uncapped: 1 block per SM, 2 waves), pdl_early (PDL, next
+kernel triggered right after the wait), pdl_prefetch (PDL + LSTM weight prefetch before the wait).
 With PDL the per-kernel graphs overlap one launch's prologue with the previous launch.
 """
 
@@ -61,8 +61,8 @@ def main() -> None:
     rng = np.random.default_rng(1)
     rows = []
     N, T_in = a.steps, a.t_in
-    variants = {"default": {"pdl": False}, "minb1": {"pdl": False, "extra_defines": {"LSTM_MINB": 1}},
-                "pdl": {"pdl": True}, "pdl_late": {"pdl": True, "extra_defines": {"PDL_TRIGGER": 0}},
+    variants = {"default": {"pdl": True}, "nopdl": {"pdl": False}, "minb1": {"extra_defines": {"LSTM_MINB": 1}},
+                "pdl_early": {"pdl": True, "extra_defines": {"PDL_TRIGGER": 1}},
                 "pdl_prefetch": {"pdl": True, "extra_defines": {"LSTM_PREFETCH": 1}}}
     modes = {"while1": ("while", 1), "while4": ("while", 4), "chunk": ("chunk", 1)}
     runs = [(pr, v) for pr in a.precisions.split(",") for v in (a.variants if pr == "fp16" else a.variants32).split(",")]

@@ -1,6 +1,8 @@
 """The Tacotron2 decoder on the GPU: kernels/decoder.cu driven by a CUDA graph.
 
-One decoder step is five kernels (see decoder.cu). The whole autoregressive loop is one graph launch:
+One decoder step is five kernels (see decoder.cu), launched with programmatic dependent launch (PDL,
+sm_90+; `pdl=False` turns it off) so each kernel's launch and weight loads overlap the end of the
+kernel before it. The whole autoregressive loop is one graph launch:
 a conditional WHILE node whose body holds `unroll` steps; dec_project's last block clears the
 condition once every item has stopped (gate) or hit its cap. Fallback (`mode='chunk'`): a plain
 graph of `chunk` steps replayed until the device says done, one host check per chunk. Either way no
@@ -18,16 +20,18 @@ gate +1e3); the prenet dropout (p = 0.5) is on by default, drawn from a Philox c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..model.config import Tacotron2Config
-from .runtime import DeviceArray, GpuContext, _check
+from .runtime import DeviceArray, GpuContext, _check, _kernel_arg
 
 GATE_FILL = np.float32(1e3)
 CTX_D = 128  # dims of the context per dec_att_context block (decoder.cu)
+PROJ_ROWS = 8  # projection rows per dec_project block (decoder.cu)
 
 
 @dataclass
@@ -55,6 +59,9 @@ def pack_decoder_weights(cfg: Tacotron2Config, w: dict[str, np.ndarray]) -> dict
 
     a = f"{d}attention_layer."
     att_w, att_b = lstm(f"{d}attention_rnn.")
+    # location conv (F, 2, K) then dense (A, F), both linear without bias: one conv 2 -> A (float64)
+    loc = np.einsum("af,fck->ack", np.asarray(w[f"{a}location_layer.location_dense.linear_layer.weight"], np.float64),
+                    np.asarray(w[f"{a}location_layer.location_conv.conv.weight"], np.float64))
     dec_w, dec_b = lstm(f"{d}decoder_rnn.")
     return {
         "prenet1": f32(f"{d}prenet.layers.0.linear_layer.weight"),  # (PRENET, N_MEL)
@@ -63,8 +70,7 @@ def pack_decoder_weights(cfg: Tacotron2Config, w: dict[str, np.ndarray]) -> dict
         "query": f32(f"{a}query_layer.linear_layer.weight"),  # (A, ATT_RNN)
         "memory": f32(f"{a}memory_layer.linear_layer.weight"),  # (A, ENC)
         "v": np.ascontiguousarray(f32(f"{a}v.linear_layer.weight")[0]),  # (A,)
-        "loc_conv": f32(f"{a}location_layer.location_conv.conv.weight"),  # (F, 2, K)
-        "loc_dense": f32(f"{a}location_layer.location_dense.linear_layer.weight"),  # (A, F)
+        "loc": np.ascontiguousarray(loc, np.float32),  # (A, 2, K)
         "out_w": np.concatenate([f32(f"{d}linear_projection.linear_layer.weight"),
                                  f32(f"{d}gate_layer.linear_layer.weight")]),  # (N_MEL + 1, DEC_RNN + ENC)
         "out_b": np.concatenate([f32(f"{d}linear_projection.linear_layer.bias"),
@@ -76,12 +82,14 @@ def pack_decoder_weights(cfg: Tacotron2Config, w: dict[str, np.ndarray]) -> dict
 _WT_KEYS = ("prenet1", "prenet2", "att_w", "dec_w", "query", "memory", "out_w")
 
 
-def decoder_defines(cfg: Tacotron2Config, half: bool, lstm_split: int = 2, energy_tt: int = 16) -> dict:
+def decoder_defines(cfg: Tacotron2Config, half: bool, lstm_split: int = 2, energy_tt: int = 16,
+                    energy_ad: int = 8) -> dict:
+    """-D sizes for decoder.cu. `energy_tt` is kept for callers of v3 and no longer used."""
     return {
         "DEC_HALF": int(half), "N_MEL": cfg.n_mel_channels, "PRENET": cfg.prenet_dim,
         "ENC": cfg.encoder_embedding_dim, "ATT_RNN": cfg.attention_rnn_dim, "DEC_RNN": cfg.decoder_rnn_dim,
         "ATT_DIM": cfg.attention_dim, "LOC_F": cfg.attention_location_n_filters,
-        "LOC_K": cfg.attention_location_kernel_size, "LSTM_SPLIT": lstm_split, "ENERGY_TT": energy_tt,
+        "LOC_K": cfg.attention_location_kernel_size, "LSTM_SPLIT": lstm_split, "ENERGY_AD": energy_ad,
     }  # fmt: skip
 
 
@@ -97,7 +105,7 @@ class _Plan:
         P = cfg.prenet_dim
         # float state, zeroed with one memset per utterance
         sizes = {"h_att": 2 * B * R, "c_att": B * R, "h_dec": 2 * B * D, "c_dec": B * D, "aw": B * T_in,
-                 "cum": B * T_in, "ctx": B * E, "prenet": B * P}
+                 "cum": B * T_in, "ctx": B * E, "prenet": B * P, "y": B * (cfg.n_mel_channels + 1)}
         self.state = ctx.empty(sum(-(-n // 64) * 64 for n in sizes.values()), np.float32)
         self.s: dict[str, DeviceArray] = {}
         off = 0
@@ -106,17 +114,18 @@ class _Plan:
             v.ptr = self.state.ptr + 4 * off
             self.s[k] = v
             off += -(-n // 64) * 64  # 256-byte aligned segments: the kernels load 16 bytes at a time
-        # DecCtl (8 ints), then stopped, lengths, caps, in_len, keys: (B,) each
-        self.ints = ctx.empty(8 + 5 * B, np.int32)
+        # DecCtl (8 ints), then stopped, lengths, caps, in_len, keys, tickets: (B,) each
+        self.ints = ctx.empty(8 + 6 * B, np.int32)
         self.ctl = self.ints.view((8,), np.int32)
         self.i: dict[str, DeviceArray] = {}
-        for n, k in enumerate(("stopped", "lengths", "caps", "in_len", "keys")):
+        for n, k in enumerate(("stopped", "lengths", "caps", "in_len", "keys", "tickets")):
             v = self.ints.view((B,), np.int32)
             v.ptr = self.ints.ptr + 4 * (8 + n * B)
             self.i[k] = v
         self.memory = ctx.empty((B, T_in, E), dec.wdtype)
         self.pm = ctx.empty((B, T_in, A), np.float32)
-        self.energy = ctx.empty((B, T_in), np.float32)
+        # partial energies, one row per slice of ENERGY_AD attention dims; their sum is the energy
+        self.energy = ctx.empty((cfg.attention_dim // dec.energy_ad, B, T_in), np.float32)
         self.mel = ctx.empty((B, cfg.n_mel_channels, T_out), np.float32)
         self.gate = ctx.empty((B, T_out), np.float32)
         self.align = ctx.empty((B, T_out, T_in), np.float32) if want_align else None
@@ -131,33 +140,33 @@ class _Plan:
 
     def launch_lstm_att(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        ctx.launch(k["dec_lstm_att"], -(-cfg.attention_rnn_dim // (8 // d.lstm_split)), 256, self.ctl, w["att_w"],
-                   w["att_b"], s["prenet"], s["ctx"], s["h_att"], s["c_att"], B, stream=target)
+        d._launch(k["dec_lstm_att"], -(-cfg.attention_rnn_dim // (8 // d.lstm_split)), 0, target, self.ctl,
+                  w["att_w"], w["att_b"], s["prenet"], s["ctx"], s["h_att"], s["c_att"], B)
 
     def launch_energy(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        ctx.launch(k["dec_att_energy"], (-(-T_in // d.energy_tt), B), 256, self.ctl, w["query"], w["loc_conv"],
-                   w["loc_dense"], w["v"], s["h_att"], self.pm, s["aw"], s["cum"], i["in_len"], self.energy, B,
-                   T_in, stream=target)
+        d._launch(k["dec_att_energy"], (cfg.attention_dim // d.energy_ad, B),
+                  4 * 2 * (T_in + cfg.attention_location_kernel_size - 1), target, self.ctl, w["query"], w["loc"],
+                  w["v"], s["h_att"], self.pm, s["aw"], s["cum"], i["in_len"], self.energy, B, T_in)
 
     def launch_context(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        ctx.launch(k["dec_att_context"], (cfg.encoder_embedding_dim // CTX_D, B), 256, self.ctl, self.energy,
-                   self.memory, i["in_len"], i["stopped"], s["aw"], s["cum"], s["ctx"],
-                   self.align if self.align is not None else np.uintp(0), B, T_in, self.T_out,
-                   shmem=4 * T_in, stream=target)
+        d._launch(k["dec_att_context"], (cfg.encoder_embedding_dim // CTX_D, B), 4 * T_in, target, self.ctl,
+                  self.energy, self.memory, i["in_len"], i["stopped"], s["aw"], s["cum"], s["ctx"],
+                  self.align if self.align is not None else np.uintp(0), B, T_in, self.T_out)
 
     def launch_lstm_dec(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        ctx.launch(k["dec_lstm_dec"], -(-cfg.decoder_rnn_dim // (8 // d.lstm_split)), 256, self.ctl, w["dec_w"],
-                   w["dec_b"], s["h_att"], s["ctx"], s["h_dec"], s["c_dec"], B, stream=target)
+        d._launch(k["dec_lstm_dec"], -(-cfg.decoder_rnn_dim // (8 // d.lstm_split)), 0, target, self.ctl,
+                  w["dec_w"], w["dec_b"], s["h_att"], s["ctx"], s["h_dec"], s["c_dec"], B)
 
     def launch_project(self, target=None, use_cond: int = 0, cond=np.uint64(0)) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        ctx.launch(k["dec_project"], B, 256, self.ctl, w["out_w"], w["out_b"], w["prenet1"], w["prenet2"],
-                   s["h_dec"], s["ctx"], self.teacher if self.teacher is not None else np.uintp(0),
-                   self.T_teach, i["caps"], i["keys"], i["stopped"], i["lengths"], self.mel, self.gate,
-                   s["prenet"], B, self.T_out, self.threshold, use_cond, cond, stream=target)
+        d._launch(k["dec_project"], (-(-(cfg.n_mel_channels + 1) // PROJ_ROWS), B), 0, target, self.ctl,
+                  w["out_w"], w["out_b"], w["prenet1"], w["prenet2"], s["h_dec"], s["ctx"],
+                  self.teacher if self.teacher is not None else np.uintp(0), self.T_teach, i["caps"], i["keys"],
+                  i["stopped"], i["lengths"], i["tickets"], s["y"], self.mel, self.gate, s["prenet"], B,
+                  self.T_out, self.threshold, use_cond, cond)
 
     def launch_step(self, target=None, use_cond: int = 0, cond=np.uint64(0)) -> None:
         """The five kernels of one step, on the context's stream or into a graph builder."""
@@ -187,7 +196,11 @@ class _Plan:
 
 class GpuDecoder:
     def __init__(self, ctx: GpuContext, cfg: Tacotron2Config, weights: dict[str, np.ndarray], *,
-                 precision: str = "fp16", lstm_split: int = 2, energy_tt: int = 16) -> None:
+                 precision: str = "fp16", lstm_split: int = 2, energy_tt: int = 16, energy_ad: int = 8,
+                 pdl: bool | None = None, extra_defines: dict | None = None) -> None:
+        """pdl: launch with programmatic dependent launch on sm_90+ (default: on, unless the
+        environment sets TTS_DESKTOP_DECODER_PDL=0; run 15: 4-5 us per step faster at batch 1). energy_tt: unused since v4 (kept for callers).
+        extra_defines: -D overrides for experiments (LSTM_MINB, LSTM_PREFETCH...)."""
         if precision not in ("fp16", "fp32"):
             raise ValueError("precision must be 'fp16' or 'fp32'")
         if cfg.n_frames_per_step != 1:
@@ -195,14 +208,33 @@ class GpuDecoder:
         self.ctx, self.cfg, self.precision = ctx, cfg, precision
         self.half = precision == "fp16"
         self.wdtype = np.float16 if self.half else np.float32
-        self.lstm_split, self.energy_tt = lstm_split, energy_tt
-        self.module = ctx.compile(["decoder.cu"], decoder_defines(cfg, self.half, lstm_split, energy_tt))
+        self.lstm_split, self.energy_tt, self.energy_ad = lstm_split, energy_tt, energy_ad
+        if cfg.attention_dim % energy_ad or 32 % energy_ad:
+            raise ValueError("energy_ad must divide attention_dim and 32")
+        if pdl is None:
+            pdl = os.environ.get("TTS_DESKTOP_DECODER_PDL", "1") != "0"
+        self.pdl = bool(pdl) and ctx.cc >= (9, 0)
+        defines = decoder_defines(cfg, self.half, lstm_split, energy_tt, energy_ad)
+        defines.update(extra_defines or {})
+        self.module = ctx.compile(["decoder.cu"], defines)
         self.k = {n: self.module.kernel(n) for n in ("dec_lstm_att", "dec_att_energy", "dec_att_context",
                                                     "dec_lstm_dec", "dec_project", "dec_cast_memory")}
         packed = pack_decoder_weights(cfg, weights)
         self.w = {n: ctx.to_device(a, self.wdtype if n in _WT_KEYS else np.float32) for n, a in packed.items()}
         self.weight_bytes = sum(a.nbytes for a in self.w.values())
         self._plans: dict[tuple, _Plan] = {}
+
+    def _launch(self, kernel, grid, shmem: int, target, *args) -> None:
+        """ctx.launch plus programmatic stream serialization (PDL) when self.pdl."""
+        if not self.pdl:
+            self.ctx.launch(kernel, grid, 256, *args, shmem=shmem, stream=target)
+            return
+        from cuda.core import LaunchConfig, launch
+
+        if shmem > 48 * 1024:
+            self.ctx.set_max_dynamic_shmem(kernel, shmem)
+        cfg = LaunchConfig(grid=grid, block=256, shmem_size=shmem, programmatic_stream_serialization=True)
+        launch(self.ctx.stream if target is None else target, cfg, kernel, *(_kernel_arg(a) for a in args))
 
     def plan(self, B: int, T_in: int, T_out: int, T_teach: int = 0, alignment: bool = True,
              gate_threshold: float | None = None, mode: str = "while", unroll: int = 1, chunk: int = 16) -> _Plan:
@@ -237,7 +269,7 @@ class GpuDecoder:
         if caps.min() < 1:
             raise ValueError("caps must be >= 1")
         seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-        ints = np.zeros(8 + 5 * B, np.int32)
+        ints = np.zeros(8 + 6 * B, np.int32)  # tickets (the last B) start at 0
         ctl = np.array([0, 0, 0, int(dropout), 0, 0, max_steps, 0], np.int64)
         ctl[4], ctl[5] = seed & 0xFFFFFFFF, seed >> 32
         ints[:8] = ctl.astype(np.uint32).view(np.int32)
@@ -309,4 +341,4 @@ class GpuDecoder:
 
     def info(self) -> dict[str, Any]:
         return {"precision": self.precision, "weight_bytes": self.weight_bytes, "lstm_split": self.lstm_split,
-                "energy_tt": self.energy_tt}
+                "energy_ad": self.energy_ad, "pdl": self.pdl}
