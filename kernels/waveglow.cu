@@ -266,3 +266,293 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
     *reinterpret_cast<FVec<WG_VEC>*>(h + (long)t * WG_C + c) = *reinterpret_cast<FVec<WG_VEC>*>(x);
     scatter_taps<WG_VEC>(XS, ld, WG_C, kernel_size, d, t, s0, s1, c, x);
 }
+
+// ---------------------------------------------------------------------------------------------
+// FP16 engine, one kernel per WN layer after its big GEMM: gate + res GEMM (tensor cores) + residual
+// + taps, and the layer's skip share folded into acc. Replaces wg_gate -> cuBLAS res GEMM ->
+// wg_residual, whose intermediates (acts A, res output R) then never touch device memory.
+//
+// Persistent: one 512-thread block per SM (grid-stride over tiles of WG_BM rows). The block keeps
+// the whole B operand in shared memory, loaded once (cp.async, overlapped with the first gate):
+//   Wp [NT][KS][32 lanes][4 halves]  NT = C/8 + 2 n-tiles, KS = C/16 k-steps, in mma.m16n8k16 B
+//   fragment order (packed on the host) so each lane reads its 8 bytes with one conflict-free load.
+//   n-tiles 0..C/8-1: W_res (out x in); C/8: hi = fp16(W_end W_skip_i), C/8+1: lo = fp16(rest), so
+//   the skip product keeps ~fp32 weights (the acts are the fp16 values the res GEMM uses too).
+// Shared memory: Wp (NT*KS*256 B) | As [BM][C+8] half | Ss [min(KS,16)][BM][8] float | Rs [BM][C+8]
+// float | rb [2][BM][2] int (202 KB at C = 256, BM = 32).
+// Per tile: Y rows -> acts (fp32 math, SFU tanh) -> As (fp16, shared) ; sync ; warp w computes
+// columns [w*C/16, (w+1)*C/16) of R for all WG_BM rows (ldmatrix A, mma.sync) and a 1/16 k-slice of
+// the skip product ; R and the skip partials to shared memory ; sync ; epilogue by rows with 16-byte
+// accesses (as wg_residual): h += R + b_res, h stored and its K dilated taps scattered into XS
+// (fp16); skip partials summed in a fixed order (bitwise reproducible) and added to acc.
+// This tile's h and acc and the next tile's Y are loaded before the first barrier, so their
+// latency overlaps the gate math and the MMAs.
+// h: float [T][C], or nullptr: then h lives only as fp16 in XS's centre tap (read there, not
+// written separately; the FP16 engine's cheaper mode).
+#ifndef WG_BM
+#define WG_BM 32
+#endif
+#define WGF_WARPS 16
+#define WGF_THREADS (WGF_WARPS * 32)
+#define WGF_NT (WG_C / 8 + 2)
+#define WGF_KS (WG_C / 16)
+#define WGF_NTW (WG_C / 8 / WGF_WARPS)       // res n-tiles per warp
+#define WGF_MT (WG_BM / 16)                  // m-tiles per tile
+#define WGF_LDA (WG_C + 8)                   // As row stride (halves): conflict-free ldmatrix
+#define WGF_LDR (WG_C + 8)                   // Rs row stride (floats)
+#define WGF_ITEMS (WG_BM * (WG_C / 8) / WGF_THREADS)  // gate items (row, 8 channels) per thread
+#define WGF_SKW (WGF_KS < WGF_WARPS ? WGF_KS : WGF_WARPS)  // warps holding skip partials
+
+#if (WG_C % 128 == 0) && (WG_BM % 16 == 0) && (WG_BM * WG_C / 8) % WGF_THREADS == 0 && WG_G <= 8
+#define WGF_OK 1
+#endif
+
+__device__ __forceinline__ float wgf_tanh(float x) {
+#if __CUDA_ARCH__ >= 750
+    float y;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return tanhf(x);
+#endif
+}
+
+__device__ __forceinline__ void wgf_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+#ifdef WGF_OK
+extern "C" __global__ void __launch_bounds__(WGF_THREADS, 1)
+wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
+               const __half* __restrict__ Y, const float* __restrict__ gate_bias,
+               const uint2* __restrict__ Wp, const float* __restrict__ b_res, int has_res,
+               int n_out, float* __restrict__ acc,
+               float* __restrict__ h, __half* __restrict__ XS, int ld, int kernel_size, int d) {
+    extern __shared__ __align__(16) unsigned char wgf_smem[];
+    uint2* Wsm = reinterpret_cast<uint2*>(wgf_smem);                                   // [NT][KS][32]
+    __half* As = reinterpret_cast<__half*>(wgf_smem + WGF_NT * WGF_KS * 32 * 8);        // [BM][LDA]
+    float* Ss = reinterpret_cast<float*>(As + WG_BM * WGF_LDA);                        // [SKW][BM][8]
+    float* Rs = Ss + WGF_SKW * WG_BM * 8;                                              // [BM][LDR]
+    int* rb = reinterpret_cast<int*>(Rs + WG_BM * WGF_LDR);                            // [2][BM][2]
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int gq = lane >> 2, tg = lane & 3;
+    const int n_tiles = (n_rows + WG_BM - 1) / WG_BM;
+    const int half = kernel_size / 2;
+
+    // B operand into shared memory (only the skip tiles for the last layer, which has no res)
+    {
+        const int first = has_res ? 0 : (WG_C / 8) * WGF_KS * 32 / 2;  // in 16-byte units
+        const int total = WGF_NT * WGF_KS * 32 / 2;
+        const unsigned base = (unsigned)__cvta_generic_to_shared(Wsm);
+        for (int i = first + tid; i < total; i += WGF_THREADS)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + i * 16),
+                         "l"(reinterpret_cast<const uint4*>(Wp) + i));
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+
+    // this thread's channels (gate and epilogue) are fixed: chunk = tid % (C/8), WGF_THREADS % (C/8) == 0
+    const int gch = (tid % (WG_C / 8)) * 8;
+    float gb0[8], gb1[8], bres[8];
+#pragma unroll
+    for (int v = 0; v < 8; ++v) {
+        gb0[v] = gate_bias[gch + v];
+        gb1[v] = gate_bias[WG_C + gch + v];
+        bres[v] = has_res ? b_res[gch + v] : 0.0f;
+    }
+
+    uint4 ya[WGF_ITEMS], yb[WGF_ITEMS];
+    auto load_y = [&](int tile) {
+#pragma unroll
+        for (int it = 0; it < WGF_ITEMS; ++it) {
+            const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+            const int t = tile * WG_BM + r;
+            if (t < n_rows) {
+                ya[it] = __ldcs(reinterpret_cast<const uint4*>(Y + (long)t * 2 * WG_C + gch));
+                yb[it] = __ldcs(reinterpret_cast<const uint4*>(Y + (long)t * 2 * WG_C + WG_C + gch));
+            } else {
+                ya[it] = make_uint4(0, 0, 0, 0); yb[it] = ya[it];
+            }
+        }
+    };
+    if (blockIdx.x < n_tiles) load_y(blockIdx.x);
+
+    int parity = 0;
+    for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, parity ^= 1) {
+        const int t0 = tile * WG_BM;
+        int* rbp = rb + parity * WG_BM * 2;  // double-buffered: the previous tile's epilogue may still read
+        // this tile's acc and h early: their latency overlaps the gate and the MMAs
+        float accv = 0.0f;
+        if (tid < WG_BM * 8) {
+            const int t = t0 + (tid >> 3), o = tid & 7;
+            if (o < n_out && t < n_rows) accv = acc[(long)t * WG_G + o];
+        }
+        uint4 hraw[WGF_ITEMS][2];
+        if (has_res) {
+#pragma unroll
+            for (int it = 0; it < WGF_ITEMS; ++it) {
+                const int t = t0 + (tid + it * WGF_THREADS) / (WG_C / 8);
+                hraw[it][0] = hraw[it][1] = make_uint4(0, 0, 0, 0);
+                if (t < n_rows) {
+                    if (h != nullptr) {
+                        hraw[it][0] = *reinterpret_cast<const uint4*>(h + (long)t * WG_C + gch);
+                        hraw[it][1] = *reinterpret_cast<const uint4*>(h + (long)t * WG_C + gch + 4);
+                    } else {
+                        hraw[it][0] = *reinterpret_cast<const uint4*>(XS + (long)t * ld + (long)half * WG_C + gch);
+                    }
+                }
+            }
+        }
+        // ---- gate -> As
+#pragma unroll
+        for (int it = 0; it < WGF_ITEMS; ++it) {
+            const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+            const __half* pa = reinterpret_cast<const __half*>(&ya[it]);
+            const __half* pb = reinterpret_cast<const __half*>(&yb[it]);
+            uint4 o;
+            __half* po = reinterpret_cast<__half*>(&o);
+#pragma unroll
+            for (int v = 0; v < 8; ++v) {
+                const float th = wgf_tanh(__half2float(pa[v]) + gb0[v]);
+                const float sg = fmaf(0.5f, wgf_tanh(0.5f * (__half2float(pb[v]) + gb1[v])), 0.5f);
+                po[v] = __float2half_rn(t0 + r < n_rows ? th * sg : 0.0f);
+            }
+            *reinterpret_cast<uint4*>(As + r * WGF_LDA + gch) = o;
+        }
+        if (tid < WG_BM) {
+            const int t = t0 + tid;
+            if (t < n_rows) {
+                const int b = find_item(off, n_items, t);
+                rbp[2 * tid] = off[b]; rbp[2 * tid + 1] = off[b + 1];
+            }
+        }
+        // ---- next tile's Y in flight during the MMAs and the epilogue
+        if (tile + gridDim.x < n_tiles) load_y(tile + gridDim.x);
+        asm volatile("cp.async.wait_all;\n" ::);
+        __syncthreads();
+
+        // ---- MMAs: R columns of this warp, and a k-slice of the skip product
+        float cr[WGF_MT][WGF_NTW][4];
+        float cs[WGF_MT][4];
+#pragma unroll
+        for (int mt = 0; mt < WGF_MT; ++mt) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) cs[mt][q] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < WGF_NTW; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) cr[mt][j][q] = 0.0f;
+        }
+        const unsigned as_base = (unsigned)__cvta_generic_to_shared(As);
+#pragma unroll 4
+        for (int ks = 0; ks < WGF_KS; ++ks) {
+            const bool skip_here = (ks % WGF_WARPS) == warp;
+            if (!has_res && !skip_here) continue;
+            unsigned a[WGF_MT][4];
+#pragma unroll
+            for (int mt = 0; mt < WGF_MT; ++mt) {
+                const unsigned addr = as_base + (unsigned)(((mt * 16 + (lane & 15)) * WGF_LDA + ks * 16 + (lane >> 4) * 8) * 2);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                             : "=r"(a[mt][0]), "=r"(a[mt][1]), "=r"(a[mt][2]), "=r"(a[mt][3])
+                             : "r"(addr));
+            }
+            if (has_res) {
+#pragma unroll
+                for (int j = 0; j < WGF_NTW; ++j) {
+                    const uint2 b = Wsm[((warp * WGF_NTW + j) * WGF_KS + ks) * 32 + lane];
+#pragma unroll
+                    for (int mt = 0; mt < WGF_MT; ++mt) wgf_mma(cr[mt][j], a[mt], b.x, b.y);
+                }
+            }
+            if (skip_here) {
+                const uint2 bh = Wsm[((WG_C / 8) * WGF_KS + ks) * 32 + lane];
+                const uint2 bl = Wsm[((WG_C / 8 + 1) * WGF_KS + ks) * 32 + lane];
+#pragma unroll
+                for (int mt = 0; mt < WGF_MT; ++mt) {
+                    wgf_mma(cs[mt], a[mt], bh.x, bh.y);
+                    wgf_mma(cs[mt], a[mt], bl.x, bl.y);
+                }
+            }
+        }
+        // skip partials -> Ss[warp] (columns past n_out are exact zeros: zero weights). Summed in a
+        // fixed order after the barrier, not with atomics: the result is bitwise reproducible.
+        // R -> Rs (row stride C+8 floats: the float2 stores of a half-warp hit 32 distinct banks).
+        if (warp < WGF_SKW) {
+            float* sw = Ss + warp * WG_BM * 8;
+#pragma unroll
+            for (int mt = 0; mt < WGF_MT; ++mt) {
+                const int r = mt * 16 + gq;
+                *reinterpret_cast<float2*>(sw + r * 8 + tg * 2) = make_float2(cs[mt][0], cs[mt][1]);
+                *reinterpret_cast<float2*>(sw + (r + 8) * 8 + tg * 2) = make_float2(cs[mt][2], cs[mt][3]);
+            }
+        }
+        if (has_res) {
+#pragma unroll
+            for (int mt = 0; mt < WGF_MT; ++mt)
+#pragma unroll
+                for (int j = 0; j < WGF_NTW; ++j) {
+                    const int r = mt * 16 + gq, n = (warp * WGF_NTW + j) * 8 + tg * 2;
+                    *reinterpret_cast<float2*>(Rs + r * WGF_LDR + n) = make_float2(cr[mt][j][0], cr[mt][j][1]);
+                    *reinterpret_cast<float2*>(Rs + (r + 8) * WGF_LDR + n) = make_float2(cr[mt][j][2], cr[mt][j][3]);
+                }
+        }
+        __syncthreads();
+        // ---- epilogue by rows (16-byte accesses): h += R + b_res, taps of the next layer (dilation d)
+        if (has_res) {
+#pragma unroll
+            for (int it = 0; it < WGF_ITEMS; ++it) {
+                const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+                const int t = t0 + r;
+                if (t >= n_rows) continue;
+                float x[8];
+                const float4 r0 = *reinterpret_cast<const float4*>(Rs + r * WGF_LDR + gch);
+                const float4 r1 = *reinterpret_cast<const float4*>(Rs + r * WGF_LDR + gch + 4);
+                const float rr8[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
+                if (h != nullptr) {
+                    const float* hp = reinterpret_cast<const float*>(&hraw[it][0]);
+#pragma unroll
+                    for (int v = 0; v < 8; ++v) x[v] = hp[v] + rr8[v] + bres[v];  // hraw[it][0..1] contiguous
+                    *reinterpret_cast<float4*>(h + (long)t * WG_C + gch) = make_float4(x[0], x[1], x[2], x[3]);
+                    *reinterpret_cast<float4*>(h + (long)t * WG_C + gch + 4) = make_float4(x[4], x[5], x[6], x[7]);
+                } else {
+                    const __half* hp = reinterpret_cast<const __half*>(&hraw[it][0]);
+#pragma unroll
+                    for (int v = 0; v < 8; ++v) x[v] = __half2float(hp[v]) + rr8[v] + bres[v];
+                }
+                uint4 xv;
+                __half* px = reinterpret_cast<__half*>(&xv);
+#pragma unroll
+                for (int v = 0; v < 8; ++v) px[v] = __float2half_rn(x[v]);
+                const uint4 zv = make_uint4(0, 0, 0, 0);
+                const int s0 = rbp[2 * r], s1 = rbp[2 * r + 1];
+                for (int jj = 0; jj < kernel_size; ++jj) {
+                    const int rw = t - (jj - half) * d;
+                    if (rw >= s0 && rw < s1)
+                        *reinterpret_cast<uint4*>(XS + (long)rw * ld + (long)jj * WG_C + gch) = xv;
+                    const int src = t + (jj - half) * d;
+                    if (src < s0 || src >= s1)
+                        *reinterpret_cast<uint4*>(XS + (long)t * ld + (long)jj * WG_C + gch) = zv;
+                }
+            }
+        }
+        // ---- skip sums -> acc
+        if (tid < WG_BM * 8) {
+            const int r = tid >> 3, o = tid & 7;
+            const int t = t0 + r;
+            if (o < n_out && t < n_rows) {
+                float sum = 0.0f;
+#pragma unroll
+                for (int w = 0; w < WGF_SKW; ++w) sum += Ss[w * WG_BM * 8 + tid];
+                acc[(long)t * WG_G + o] = accv + sum;
+            }
+        }
+        // no third barrier: the next tile writes As/rb[other parity] before its barrier and Rs/Ss only
+        // after it, by which time every thread has finished this epilogue.
+    }
+    asm volatile("cp.async.wait_all;\n" ::);  // a block with no tile still retires its copies
+}
+#endif  // WGF_OK

@@ -7,15 +7,18 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
   no time is spent on padding;
 - upsample: one strided-batched GEMM straight into the cond columns (no overlap-add pass);
 - per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
-  cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway;
+  cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway. The
+  FP16 engine (256 or 128 channels) does gate -> res GEMM -> residual in one kernel, wg_layer_fused;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
   one kernel between flows.
 
-FP16 engine: every GEMM operand and output in float16 with FP32 accumulation (cublasGemmEx); the
-residual stream, the WN output accumulator and the audio stay float32. FP32 engine: all float32,
-cublasSgemm without TF32.
+FP16 engine: every GEMM operand and output in float16 with FP32 accumulation (cublasGemmEx, and
+wg_layer_fused's mma.sync for the res GEMM + gate + residual, see kernels/waveglow.cu); the WN
+output accumulator and the audio stay float32; the residual stream h is float16 (the centre tap of
+the GEMM operand, as in NVIDIA's FP16 model) with the fused kernel's default h_half, float32
+otherwise. FP32 engine: all float32, cublasSgemm without TF32.
 """
 
 from __future__ import annotations
@@ -65,6 +68,33 @@ def noise_channel_order(config: WaveGlowConfig) -> np.ndarray:
             nxt += config.n_early_size
     assert start == 0
     return perm
+
+
+FUSED_WARPS = 16  # kernels/waveglow.cu WGF_WARPS
+
+
+def fused_supported(config: WaveGlowConfig) -> bool:
+    """wg_layer_fused's shapes: 16 warps own C/16 columns each (whole n-tiles), the skip product is
+    one 8-column n-tile, and W_res (C x C fp16) must fit in shared memory."""
+    c = config.wn_n_channels
+    return c % 128 == 0 and c <= 256 and config.n_group <= 8
+
+
+def pack_fused_b(w_res: np.ndarray | None, w_es: np.ndarray) -> np.ndarray:
+    """wg_layer_fused's B operand in mma.m16n8k16 fragment order: (NT, KS, 32 lanes, 4) float16.
+    Rows of the (NT*8) x C matrix: W_res (zeros for the last layer, which has no res), then the skip
+    weights W_end W_skip_i as fp16 hi (8 rows, zero past 2*n_half) and fp16 lo = the remainder."""
+    c = w_es.shape[1]
+    wb = np.zeros((c + 16, c), np.float64)
+    if w_res is not None:
+        wb[:c] = np.asarray(w_res, np.float16)
+    hi = np.asarray(w_es, np.float16)
+    wb[c: c + len(w_es)] = hi
+    wb[c + 8: c + 8 + len(w_es)] = np.asarray(w_es - hi.astype(np.float64), np.float16)
+    nt, ks, lane = np.arange(c // 8 + 2), np.arange(c // 16), np.arange(32)
+    n = nt[:, None, None, None] * 8 + (lane // 4)[None, None, :, None]
+    k = ks[None, :, None, None] * 16 + (lane % 4)[None, None, :, None] * 2 + np.array([0, 1, 8, 9])
+    return np.ascontiguousarray(wb[n, k].astype(np.float16))
 
 
 @dataclass
@@ -121,12 +151,14 @@ class PackedWaveGlow:
                     w_res = b_res = None
                     w_skip, b_skip = w_rs, b_rs
                 skip_bias += b_skip
+                w_es = w_end @ w_skip  # (2nh, C)
                 layers.append(dict(
                     wcat=np.ascontiguousarray(wcat.astype(act)),
                     gate_b=gate_b.astype(np.float32),
-                    w_es=np.ascontiguousarray((w_end @ w_skip).astype(np.float32)),  # (2nh, C)
+                    w_es=np.ascontiguousarray(w_es.astype(np.float32)),
                     w_res=None if w_res is None else np.ascontiguousarray(w_res.astype(act)),
                     b_res=None if b_res is None else b_res.astype(np.float32),
+                    w_frag=pack_fused_b(w_res, w_es) if fp16 and fused_supported(config) else None,
                 ))
             w_inv = np.linalg.inv(f64(f"convinv.{k}.conv.weight")[:, :, 0])
             packed.flows.append(dict(
@@ -144,15 +176,16 @@ class PackedWaveGlow:
 class _Buffers:
     """Device scratch for one total row count (grown on demand, reused across calls)."""
 
-    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int):
+    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int, fused: bool = False):
         cfg = packed.config
         c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
         self.rows, self.frames = rows, frames
         self.ld = _round8(cfg.wn_kernel_size * c + packed.n_mel * g)
         self.xs = ctx.zeros((rows, self.ld), act)  # pad columns stay zero; GEMMs never read them anyway
         self.y = ctx.empty((rows, 2 * c), act)
-        self.a = ctx.empty((rows, c), act)
-        self.r = ctx.empty((rows, c), act)
+        # acts and res output exist only on the unfused path (wg_layer_fused keeps them on chip)
+        self.a = None if fused else ctx.empty((rows, c), act)
+        self.r = None if fused else ctx.empty((rows, c), act)
         self.h = ctx.empty((rows, c), np.float32)
         self.state = [ctx.empty((rows, g), np.float32) for _ in range(2)]
         self.acc = [ctx.empty((rows, g), np.float32) for _ in range(2)]
@@ -163,20 +196,41 @@ class WaveGlowGpu:
     """WaveGlow inference on DeviceArrays. `infer` queues work on the context's stream and returns
     without synchronising, so stages chain on the device (and can be captured in a CUDA graph)."""
 
-    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow):
+    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
+                 h_half: bool = True, fused_rows: int = 32):
+        """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
+        instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
+        stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
+        than a float32 buffer. fused_rows: rows per tile of the fused kernel (16 or 32)."""
         self.ctx, self.packed, self.config = ctx, packed, packed.config
         cfg = packed.config
         c = cfg.wn_n_channels
         self.vec = 8 if c % 8 == 0 else 2
+        can_fuse = packed.fp16 and fused_supported(cfg) and packed.flows[0]["layers"][0].get("w_frag") is not None
+        if fused and not can_fuse:
+            raise ValueError("the fused WN layer needs the FP16 engine, 128 or 256 channels and n_group <= 8")
+        self.fused_rows = int(fused_rows)
+        if self.fused_rows % 16 or (self.fused_rows * c // 8) % (32 * FUSED_WARPS):
+            can_fuse = False  # a tile's gate items must split evenly over the block's 512 threads
+        if fused and not can_fuse:
+            raise ValueError(f"the fused WN layer does not support {c} channels with {self.fused_rows}-row tiles")
+        self.fused = can_fuse if fused is None else bool(fused)
+        self.h_half = bool(h_half) and self.fused
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
             defines["ACT_HALF"] = 1
+        if self.fused:
+            defines["WG_BM"] = self.fused_rows
         self.mod = ctx.compile(["waveglow.cu"], defines)
         self.k_cols = self.mod.kernel("wg_upsample_cols")
         self.k_noise = self.mod.kernel("wg_noise")
         self.k_step = self.mod.kernel("wg_flow_step")
         self.k_gate = self.mod.kernel("wg_gate")
         self.k_res = self.mod.kernel("wg_residual")
+        self.k_fused = self.mod.kernel("wg_layer_fused") if self.fused else None
+        bm = self.fused_rows
+        self.fused_smem = ((c // 8 + 2) * (c // 16) * 32 * 8 + bm * (c + 8) * 2 + min(c // 16, 16) * bm * 8 * 4
+                           + bm * (c + 8) * 4 + 2 * bm * 2 * 4)  # kernels/waveglow.cu: Wp | As | Ss | Rs | rb
         up = ctx.to_device(packed.up_w)
         self.up_w = up
         self.flows = []
@@ -195,7 +249,7 @@ class WaveGlowGpu:
         b = self._buf
         if b is None or b.rows < rows or b.frames < frames:
             self._buf = None  # free the old scratch first
-            self._buf = _Buffers(self.ctx, self.packed, rows, frames)
+            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused)
         return self._buf
 
     def _offsets(self, lengths: tuple[int, ...], spf: int):
@@ -216,6 +270,18 @@ class WaveGlowGpu:
     def _gemm(self, m, n, k, a, lda, b, ldb, c, ldc):
         """Column-major C (m x n) = A^T (A stored k x m) @ B (k x n): the TN case cuBLAS is fastest at."""
         self.ctx.blas.gemm_raw(True, False, m, n, k, a, self._dt, lda, b, self._dt, ldb, c, self._dt, ldc)
+
+    def fused_layer(self, rows: int, bsz: int, layer: dict, n_out: int, acc: DeviceArray, d: int,
+                    has_res: bool, row_off: DeviceArray | None = None, buf: _Buffers | None = None) -> None:
+        """wg_layer_fused on buf.y (this layer's GEMM output): acc += skip share; with has_res, h (or
+        the fp16 centre tap) += res and the next layer's taps (dilation d) into buf.xs."""
+        buf = self._buf if buf is None else buf
+        row_off = self._row_off if row_off is None else row_off
+        tiles = (rows + self.fused_rows - 1) // self.fused_rows
+        launch(self.ctx, self.k_fused, min(tiles, self.ctx.sm_count), 512, rows, row_off, bsz, buf.y,
+               layer["gate_b"], layer["w_frag"], layer["b_res"] if has_res else layer["gate_b"], int(has_res),
+               n_out, acc, np.uint64(0) if self.h_half else buf.h, buf.xs, buf.ld, self.config.wn_kernel_size, d,
+               shmem=self.fused_smem)
 
     # ---------------------------------------------------------------- public API
     def noise_shape(self, batch: int, mel_frames: int) -> tuple[int, int, int]:
@@ -294,6 +360,9 @@ class WaveGlowGpu:
             n_out = f["n_rem"]  # 2 * n_half outputs
             for i, layer in enumerate(f["layers"]):
                 self._gemm(2 * c, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, 2 * c)
+                if self.fused:
+                    self.fused_layer(rows, bsz, layer, n_out, buf.acc[acc_i], 2 ** (i + 1), i < L - 1)
+                    continue
                 launch(ctx, self.k_gate, gate_grid, _THREADS, rows, buf.y, layer["gate_b"], buf.a, layer["w_es"],
                            n_out, buf.acc[acc_i])
                 if i < L - 1:
