@@ -29,6 +29,7 @@ from tts_desktop.gui.player import AudioPlayer
 from tts_desktop.gui.settings import Settings
 from tts_desktop.gui.stats_panel import StatsPanel
 from tts_desktop.gui.transport import Transport
+from tts_desktop.gui.ui_queue import UiQueue
 from tts_desktop.gui.worker import VoiceInfo, WorkerClient
 
 DEVICES = [("Auto", "auto"), ("GPU", "cuda"), ("CPU", "cpu")]
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         self._load_id: int | None = None
         self._pending_load: tuple[str | None, str, str] | None = None
         self._pieces: list[np.ndarray] = []
+        self._plot_jobs = UiQueue(self)
         self._stages: dict[str, float] = {}
         self._frames = 0
         self._pause = 0.2
@@ -487,6 +489,7 @@ class MainWindow(QMainWindow):
             self.show_message("Stopped")
 
     def _clear_utterance(self) -> None:
+        self._plot_jobs.clear()
         self._pieces = []
         self._stages = {}
         self._frames = 0
@@ -518,16 +521,20 @@ class MainWindow(QMainWindow):
         self._frames += s.frames
         for k, v in s.timings.items():
             self._stages[k] = self._stages.get(k, 0.0) + v
-        self.mel_plot.add_sentence(s.mel, start, hop / sr)
-        symbols = [SYMBOLS[i] if 0 <= i < len(SYMBOLS) else "?" for i in s.ids]
-        self.alignment_plot.add_sentence(s.alignment, symbols, start, hop / sr)
         self.stats.update_running(len(self._pieces), self._frames, self.player.duration(), self._stages)
         if s.reached_max_steps:
             self.show_message(f"Sentence {s.index + 1} never reached its stop token and was cut "
                               f"at {s.frames} frames.")
         if len(self._pieces) == 1 and self.player.available and self.player.state == "stopped":
             self.transport.play()      # the first sentence plays while the rest are synthesized
-        self.sentenceShown.emit(len(self._pieces))
+        symbols = [SYMBOLS[i] if 0 <= i < len(SYMBOLS) else "?" for i in s.ids]
+        n = len(self._pieces)
+        # Each plot repaints in its own event-loop pass: painted together they stall the UI
+        # thread for ~50 ms per sentence on a software-rendered screen while the worker computes.
+        self._plot_jobs.run_later(lambda: self.mel_plot.add_sentence(s.mel, start, hop / sr))
+        self._plot_jobs.run_later(lambda: self.alignment_plot.add_sentence(
+            s.alignment, symbols, start, hop / sr))
+        self._plot_jobs.run_later(lambda: self.sentenceShown.emit(n))
 
     def _on_speak_finished(self, req_id: int, summary) -> None:
         if req_id != self._speak_id:
@@ -538,10 +545,14 @@ class MainWindow(QMainWindow):
         self.stop_button.setEnabled(self.player.state != "stopped")
         rtf = summary.audio_seconds / summary.latency if summary.latency > 0 else 0.0
         self.stats.update_final(summary.latency, summary.first_latency, rtf)
-        self.history_plot.add(summary.latency, summary.first_latency, rtf)
         self.show_message(f"Spoke {summary.sentences} sentence(s): {summary.audio_seconds:.2f} s of "
                           f"audio in {summary.latency:.2f} s (RTF {rtf:.2f})", 0)
-        self.utteranceFinished.emit()
+
+        def finish() -> None:  # after the last sentence's plots, in the same queue
+            self.history_plot.add(summary.latency, summary.first_latency, rtf)
+            self.utteranceFinished.emit()
+
+        self._plot_jobs.run_later(finish)
 
     def _on_speak_cancelled(self, req_id: int) -> None:
         # Stop already updated the window; this only says the worker has let go of the request.
