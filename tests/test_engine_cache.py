@@ -302,10 +302,42 @@ def test_unwritable_cache_still_gives_an_engine(voice, tmp_path):
     assert e.modules and not e.cached and any("not cached" in p for p in e.problems)
 
 
+def test_zero_copy_reader_equals_safetensors():
+    from safetensors.numpy import load, save
+
+    rng = np.random.default_rng(1)
+    t = {"a": rng.standard_normal((3, 5)).astype(np.float16), "b": np.arange(7, dtype=np.int64),
+         "c": np.frombuffer(b"cubin bytes", np.uint8), "d": np.zeros((0, 4), np.float32),
+         "e": rng.standard_normal(9).astype(np.float32)}
+    data = save(t)
+    got, ref = B.safetensors_views(data), load(data)
+    assert got.keys() == ref.keys()
+    for k in ref:
+        assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape and np.array_equal(got[k], ref[k])
+    assert not got["a"].flags.writeable  # views of the file, never written through
+    with pytest.raises(B.EngineError, match="header length"):
+        B.safetensors_views(data[:4] + b"\xff" * 4 + data[8:])
+
+
+def test_tree_sha256():
+    """Leaves of 8 MiB hashed in threads, then hashed together with the buffers' lengths: equal for
+    equal bytes however they are split into buffers of the same lengths, different otherwise."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (20 << 20) + 13, dtype=np.uint8)
+    leaves = [hashlib.sha256(a[i: i + (8 << 20)]).digest() for i in range(0, a.size, 8 << 20)]
+    h = hashlib.sha256(b"tree-sha256/8MiB\0" + a.size.to_bytes(8, "little") + b"".join(leaves)).hexdigest()
+    assert B.tree_sha256([a]) == B.tree_sha256([a.tobytes()]) == h
+    b = a.copy()
+    b[-1] ^= 1
+    assert B.tree_sha256([b]) != h
+    assert B.tree_sha256([a[:5], a[5:]]) != h  # the split is part of what is hashed
+    assert B.tree_sha256([b""]) == B.tree_sha256([np.zeros(0, np.uint8)])
+
+
 def test_payload_checksum_matches_manifest(engine):
     m = json.loads((engine.path / B.MANIFEST).read_text())
     data = _payload(engine.path).read_bytes()
-    assert m["payload"]["bytes"] == len(data) and m["payload"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert m["payload"]["bytes"] == len(data) and m["payload"]["tree_sha256"] == B.tree_sha256([data])
     assert m["key"] == engine.key.to_dict() and m["digest"] == engine.key.digest()
 
 
