@@ -139,5 +139,12 @@ def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_we
                           note=f"CPU (NumPy reference): no usable GPU: {reason}")
     from tts_desktop.engine.pipeline import GpuBackend
 
-    return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
-                      precision=precision, progress=progress)
+    try:
+        return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
+                          precision=precision, progress=progress)
+    except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
+        if device == "cuda":
+            raise
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return CpuBackend(config, tacotron2_weights, waveglow_weights,
+                          note=f"CPU (NumPy reference): the GPU engine cannot run this voice: {first_line}")

@@ -38,6 +38,9 @@ def friendly_error(e: BaseException) -> tuple[str | None, int]:
         return str(e), EXIT_FAILED
     if isinstance(e, DownloadCancelled):
         return "download cancelled; run the same command again to resume", EXIT_INTERRUPTED
+    if type(e).__name__ == "CompileError":  # a voice whose dimensions the kernels do not support
+        first_line = (str(e).strip().splitlines() or ["compile error"])[0]
+        return f"the GPU engine cannot run this voice: {first_line} (use --device cpu)", EXIT_NO_GPU
     if type(e).__name__ == "GpuUnavailable":
         return f"no usable GPU: {e}", EXIT_NO_GPU
     if isinstance(e, ValueError):
