@@ -60,3 +60,13 @@ def test_doctor_report_compiles_every_kernel():
     assert "decoder.cu" in text and "result" in text
     ok, _ = gpu_status()
     assert rep["gpu"]["ok"] == ok
+
+
+def test_unsupported_dimensions_give_a_one_line_reason():
+    """A voice whose sizes the decoder kernels cannot take fails to compile with a static_assert;
+    the message users see (CLI, `--device auto` fallback note) is that assertion, not NVRTC's log."""
+    from tts_desktop.engine.compile import CompileError, compile_cuda, headline
+
+    with pytest.raises(CompileError) as info:
+        compile_cuda(["decoder.cu"], "sm_90", defines={"ENC": 64})
+    assert headline(info.value) == 'static assertion failed with "ENC multiple of 128"'

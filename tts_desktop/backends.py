@@ -145,6 +145,8 @@ def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_we
     except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
         if device == "cuda":
             raise
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        from tts_desktop.engine.compile import headline
+
+        first_line = headline(e)
         return CpuBackend(config, tacotron2_weights, waveglow_weights,
                           note=f"CPU (NumPy reference): the GPU engine cannot run this voice: {first_line}")

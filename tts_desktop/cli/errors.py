@@ -39,7 +39,8 @@ def friendly_error(e: BaseException) -> tuple[str | None, int]:
     if isinstance(e, DownloadCancelled):
         return "download cancelled; run the same command again to resume", EXIT_INTERRUPTED
     if type(e).__name__ == "CompileError":  # a voice whose dimensions the kernels do not support
-        first_line = (str(e).strip().splitlines() or ["compile error"])[0]
+        from tts_desktop.engine.compile import headline
+        first_line = headline(e)
         return f"the GPU engine cannot run this voice: {first_line} (use --device cpu)", EXIT_NO_GPU
     if type(e).__name__ == "GpuUnavailable":
         return f"no usable GPU: {e}", EXIT_NO_GPU

@@ -183,3 +183,13 @@ def nvrtc_version() -> tuple[int, int] | None:
         return (int(major), int(minor)) if int(err) == 0 else None
     except Exception:  # noqa: BLE001
         return None
+
+
+def headline(error: BaseException) -> str:
+    """One line that says why: for an NVRTC failure, its first 'error:' line (a static_assert
+    naming the unsupported dimension), not the 'compilation log:' header."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()
+    return lines[0] if lines else type(error).__name__
