@@ -33,11 +33,18 @@ __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf
 // The FP16 engine's gate uses the SFU's tanh (sm_75+, max relative error ~2^-11, the size of the
 // float16 rounding its result gets anyway) instead of libdevice's ~30-instruction tanhf; the FP32
 // engine keeps the accurate functions.
-__device__ __forceinline__ float tanh_gate(float x) {
-#if defined(ACT_HALF) && __CUDA_ARCH__ >= 750
+__device__ __forceinline__ float tanh_approx(float x) {
+#if __CUDA_ARCH__ >= 750
     float y;
     asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+#else
+    return tanhf(x);
+#endif
+}
+__device__ __forceinline__ float tanh_gate(float x) {
+#if defined(ACT_HALF)
+    return tanh_approx(x);
 #else
     return tanhf(x);
 #endif

@@ -307,16 +307,6 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
 #define WGF_OK 1
 #endif
 
-__device__ __forceinline__ float wgf_tanh(float x) {
-#if __CUDA_ARCH__ >= 750
-    float y;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return tanhf(x);
-#endif
-}
-
 __device__ __forceinline__ void wgf_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -417,8 +407,8 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
             __half* po = reinterpret_cast<__half*>(&o);
 #pragma unroll
             for (int v = 0; v < 8; ++v) {
-                const float th = wgf_tanh(__half2float(pa[v]) + gb0[v]);
-                const float sg = fmaf(0.5f, wgf_tanh(0.5f * (__half2float(pb[v]) + gb1[v])), 0.5f);
+                const float th = tanh_approx(__half2float(pa[v]) + gb0[v]);
+                const float sg = fmaf(0.5f, tanh_approx(0.5f * (__half2float(pb[v]) + gb1[v])), 0.5f);
                 po[v] = __float2half_rn(t0 + r < n_rows ? th * sg : 0.0f);
             }
             *reinterpret_cast<uint4*>(As + r * WGF_LDA + gch) = o;
