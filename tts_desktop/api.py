@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -180,7 +180,7 @@ class Voice:
             # A sentence-local generator derived from the caller's seed keeps each sentence's
             # result independent of how many random numbers the previous sentence consumed.
             sentence_seed = int(rng.integers(0, 2**63 - 1))
-            out = self.backend.synthesize_ids([ids], replace(options), seed=sentence_seed,
+            out = self.backend.synthesize_ids([ids], options, seed=sentence_seed,
                                               cancel=is_cancelled)[0]
             out.timings = {"text": t_text, **out.timings}
             yield SentenceResult(index=index, text=sentence, normalized=normalize(sentence),

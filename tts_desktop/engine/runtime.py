@@ -11,7 +11,6 @@ with no driver, no GPU or no cuda-python at all.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
