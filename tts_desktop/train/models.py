@@ -189,7 +189,7 @@ class Decoder(nn.Module):
         weights_cum = torch.zeros_like(weights)
         context = memory.new_zeros(B, memory.shape[2])
 
-        mels, gates, alignments = [], [], []
+        outs, alignments = [], []
         for x in inputs:
             att_h, att_c = self.attention_rnn(torch.cat([x, context], dim=1), (att_h, att_c))
             att_h = F.dropout(att_h, self.p_attention_dropout, self.training)
@@ -198,11 +198,12 @@ class Decoder(nn.Module):
             weights_cum = weights_cum + weights
             dec_h, dec_c = self.decoder_rnn(torch.cat([att_h, context], dim=1), (dec_h, dec_c))
             dec_h = F.dropout(dec_h, self.p_decoder_dropout, self.training)
-            out = torch.cat([dec_h, context], dim=1)
-            mels.append(self.linear_projection(out))
-            gates.append(self.gate_layer(out)[:, 0])
+            outs.append(torch.cat([dec_h, context], dim=1))
             alignments.append(weights)
-        return torch.stack(mels, dim=2), torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
+        # the projection and the gate have no recurrence: one GEMM each over all steps, not T
+        outs = torch.stack(outs, dim=1)  # (B, T, rnn + E)
+        mels = self.linear_projection(outs).transpose(1, 2)
+        return mels, self.gate_layer(outs)[..., 0], torch.stack(alignments, dim=1)
 
 
 class Postnet(nn.Module):
