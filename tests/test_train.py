@@ -27,6 +27,7 @@ from tts_desktop.model.waveglow import WaveGlow as RefWaveGlow  # noqa: E402
 from tts_desktop.text import SYMBOLS  # noqa: E402
 from tts_desktop.train import corpus as corpus_mod  # noqa: E402
 from tts_desktop.train import evaluate, export  # noqa: E402
+from tts_desktop.train.losses import tacotron2_loss  # noqa: E402
 from tts_desktop.train.models import Tacotron2, WaveGlow, folded_state_dict, load_folded_state_dict  # noqa: E402
 from tts_desktop.train.train import DEMO_WAVEGLOW, TrainConfig, bucketed_batches, train  # noqa: E402
 
@@ -339,3 +340,61 @@ def test_word_error_rate_normalises_numbers_and_punctuation():
     pytest.importorskip("jiwer")
     assert evaluate.word_error_rate(["In 1835, the cat sat."], ["in eighteen thirty-five the cat sat"]) == 0.0
     assert evaluate.word_error_rate(["the cat sat on the mat"], ["the dog sat on mat"]) == pytest.approx(2 / 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# the graphed Tacotron2 step (graphed.py), without capture: the same code path on the CPU
+
+
+def _plain_and_split_grads(corpus, frame_step: int, train_mode: bool):
+    """Gradients of one batch by an ordinary step and by GraphedTacotron2Step(use_graphs=False)."""
+    from tts_desktop.train.graphed import GraphedTacotron2Step
+    from tts_desktop.train.train import TacotronData
+
+    data = TacotronData(corpus, "train")
+    batch = data.batch([0, 3, 5, 7])
+    torch.manual_seed(0)
+    model = Tacotron2(Tacotron2Config.from_dict(TINY_T2)).train(train_mode)
+    model.decoder.prenet.always_dropout = train_mode
+    torch.manual_seed(1)
+    plain = tacotron2_loss(model(batch["text"], batch["text_lengths"], batch["mel"], batch["mel_lengths"]),
+                           batch["mel"], batch["gate"])
+    plain["loss"].backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    step = GraphedTacotron2Step(model, batch_size=4, t_in=batch["text"].shape[1] + 5, frame_step=frame_step,
+                                use_graphs=False)
+    torch.manual_seed(1)  # the same dropout masks: the split step draws them in the same order
+    split = step.step(batch)
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return plain, split, expected, got, batch
+
+
+def _max_rel(expected, got):
+    # a conv bias right before BatchNorm has a gradient of zero up to rounding: measure each
+    # parameter against at least a ten-thousandth of the whole gradient's norm
+    floor = 1e-4 * float(torch.cat([g.flatten() for g in expected.values()]).norm())
+    errors = {n: float((expected[n] - got[n]).norm()) / max(float(expected[n].norm()), floor) for n in expected}
+    worst = max(errors, key=errors.get)
+    print("worst gradient:", worst, errors[worst])
+    return errors[worst]
+
+
+def test_split_step_equals_an_ordinary_step_when_no_padding_is_added(corpus):
+    # frame_step 1: no extra frames, so even BatchNorm's batch statistics and dropout agree
+    plain, split, expected, got, _ = _plain_and_split_grads(corpus, frame_step=1, train_mode=True)
+    assert abs(float(plain["loss"].detach()) - float(split["loss"])) < 1e-5 * float(plain["loss"].detach())
+    assert _max_rel(expected, got) < 1e-4
+
+
+def test_padding_to_a_graph_length_changes_nothing_but_batchnorm_statistics(corpus):
+    # eval mode (BatchNorm on running statistics, dropout off): the padded frames must add zero
+    # to the loss and the scale must restore NVIDIA's per-element means exactly
+    plain, split, expected, got, batch = _plain_and_split_grads(corpus, frame_step=64, train_mode=False)
+    assert batch["mel"].shape[2] % 64 != 0  # there really is padding
+    for k in ("loss", "mel", "gate"):
+        assert abs(float(plain[k].detach()) - float(split[k])) <= 1e-5 * abs(float(plain[k].detach())) + 1e-7, k
+    assert _max_rel(expected, got) < 1e-4
+    # and the check can fail: without the scale the loss would be off by the padding's share
+    frames = batch["mel"].shape[2]
+    assert abs(float(split["loss"]) * frames / (-(-frames // 64) * 64) - float(plain["loss"].detach())) > 1e-3

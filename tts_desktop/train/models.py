@@ -215,10 +215,11 @@ class Postnet(nn.Module):
             [conv_bn(dims[i], dims[i + 1], c.postnet_kernel_size, "tanh" if i < n - 1 else "linear")
              for i in range(n)])
 
-    def forward(self, x):
+    def forward(self, x, frames_mask=None):
+        """frames_mask (1, 1, T): zero each layer's input past the batch's frames (see decode)."""
         last = len(self.convolutions) - 1
         for i, conv in enumerate(self.convolutions):
-            x = conv(x)
+            x = conv(x if frames_mask is None else x * frames_mask)
             x = F.dropout(torch.tanh(x) if i < last else x, CONV_DROPOUT, self.training)
         return x
 
@@ -241,9 +242,23 @@ class Tacotron2(nn.Module):
     def forward(self, text, text_lengths, mels, mel_lengths):
         """text (B, T_in) ids, mels (B, n_mel, T) targets ->
         (mel, mel_postnet, gate logits, alignments), the last (B, T, T_in)."""
-        memory = self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
+        return self.decode(self.encode(text, text_lengths), text_lengths, mels, mel_lengths)
+
+    def encode(self, text, text_lengths):
+        """text (B, T_in) ids -> memory (B, T_in, E)."""
+        return self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
+
+    def decode(self, memory, text_lengths, mels, mel_lengths, frames_mask=None):
+        """Teacher-forced decoder and postnet on the encoder's memory; outputs as forward().
+
+        Separate from encode() so that this part, whose shapes can be fixed, can be captured in
+        a CUDA graph (train/graphed.py) while the encoder's packed LSTM runs eagerly. There the
+        mels are padded past the batch's longest item; frames_mask (1, 1, T) zeroes every postnet
+        layer's input on those frames, so its convolutions see zeros there, as they see their
+        own zero padding in an unpadded batch (the masked-out frames' outputs are then masked
+        with mask_padding, so only the postnet needs it)."""
         mel, gate, alignments = self.decoder(memory, text_lengths, mels)
-        mel_postnet = mel + self.postnet(mel)
+        mel_postnet = mel + self.postnet(mel, frames_mask)
         if self.mask_padding:
             pad = ~lengths_mask(mel_lengths, mel.shape[2])
             mel = mel.masked_fill(pad[:, None, :], 0.0)

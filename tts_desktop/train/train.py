@@ -45,6 +45,7 @@ from tts_desktop.model.config import Tacotron2Config, WaveGlowConfig
 from tts_desktop.text import text_to_sequence
 from tts_desktop.train import export, plots
 from tts_desktop.train.corpus import read_manifest
+from tts_desktop.train.graphed import GraphedTacotron2Step
 from tts_desktop.train.losses import tacotron2_loss, waveglow_loss
 from tts_desktop.train.models import Tacotron2, WaveGlow, load_folded_state_dict
 
@@ -72,6 +73,9 @@ class TrainConfig:
     sigma: float = 1.0  # WaveGlow: the prior's standard deviation in the loss
     model_config: dict = field(default_factory=dict)  # overrides of Tacotron2Config / WaveGlowConfig
     amp: str = "auto"  # "fp16", "bf16", "off"; auto = fp16 (NVIDIA's AMP) on a GPU, off on the CPU
+    # Tacotron2 on a GPU: decoder + postnet + loss + backward replayed from CUDA graphs (graphed.py),
+    # in FP32 with TF32 products; "auto" = on for Tacotron2 on CUDA when amp is auto or off
+    graphs: str = "auto"
     device: str = "auto"
     init_from: str | None = None  # folder with exported shards to start from (weights only)
     seed: int = 1234
@@ -240,7 +244,11 @@ def train(cfg: TrainConfig) -> dict:
     t_start = time.perf_counter()
     cfg = cfg.resolved()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    amp = ("fp16" if device.type == "cuda" else "off") if cfg.amp == "auto" else cfg.amp
+    graphs = (cfg.graphs == "on" or (cfg.graphs == "auto" and cfg.amp in ("auto", "off")
+                                     and device.type == "cuda" and cfg.model == "tacotron2"))
+    if graphs and (cfg.model != "tacotron2" or device.type != "cuda" or cfg.amp not in ("auto", "off")):
+        raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
+    amp = "off" if graphs else ("fp16" if device.type == "cuda" else "off") if cfg.amp == "auto" else cfg.amp
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
     def autocast():
@@ -294,10 +302,14 @@ def train(cfg: TrainConfig) -> dict:
         val_batches = [val.batch(list(range(i, min(i + cfg.batch_size, len(val)))), val_rng)
                        for i in range(0, len(val), cfg.batch_size)]
         make_batch = lambda idx: data.batch(idx, rng)  # noqa: E731
+    step_fn = None
+    if graphs:
+        longest_text = max(len(t) for t in data.texts + val.texts)
+        step_fn = GraphedTacotron2Step(model, cfg.batch_size, t_in=-(-longest_text // 8) * 8)
     if len(data) < cfg.batch_size:
         raise ValueError(f"the corpus has {len(data)} training utterances, fewer than a batch of {cfg.batch_size}")
     _log(log_path, {"event": "start", "model": cfg.model, "device": str(device), "amp": amp,
-                    "train_items": len(data), "val_items": len(val), "batch_size": cfg.batch_size,
+                    "graphs": graphs, "train_items": len(data), "val_items": len(val), "batch_size": cfg.batch_size,
                     "lr": cfg.learning_rate, "parameters": sum(p.numel() for p in model.parameters()),
                     "model_config": model.nvidia_config()})
 
@@ -337,13 +349,19 @@ def train(cfg: TrainConfig) -> dict:
                 break
             t0 = time.perf_counter()
             batch = to_device(make_batch(list(indices)), device)
-            with autocast():
-                losses, _ = compute_loss(model, cfg, batch)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            if step_fn is not None:  # forward and backward, gradients zeroed first
+                losses = step_fn.step(batch)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
+            else:
+                with autocast():
+                    losses, _ = compute_loss(model, cfg, batch)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
@@ -394,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-config", type=json.loads, default={},
                    help='JSON overrides of the model config, e.g. \'{"wn_n_channels": 256}\'')
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    p.add_argument("--graphs", choices=["auto", "on", "off"], default="auto",
+                   help="Tacotron2 on CUDA: replay decoder+postnet+backward from CUDA graphs (FP32+TF32)")
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
     p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
