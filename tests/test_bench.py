@@ -24,6 +24,18 @@ def test_intervals_follow_nvidias_definition():
         assert line in block
     faster = BenchResult("y", latencies=[0.055] * 3, mels=[100] * 3, audio_seconds=[1.0] * 3, batch=4)
     assert "speed-up (avg latency) = 10.00x" in format_ratios(faster, r)
+    assert "precision" not in block  # only said when known
+
+
+def test_tf32_precision_is_named_in_the_block():
+    from tts_desktop.api import precision_label
+
+    r = BenchResult("tts-desktop GPU fp32 (TF32 tensor-core GEMMs)", latencies=[0.05] * 2, mels=[580] * 2,
+                    audio_seconds=[6.7] * 2, batch=1, precision=precision_label("fp32", tf32=True))
+    lines = format_block(r).splitlines()
+    assert lines[1] == "precision = fp32 (TF32 tensor-core GEMMs)"
+    strict = BenchResult("x", latencies=[0.1], mels=[580], audio_seconds=[6.7], batch=1, precision="fp32")
+    assert format_block(strict).splitlines()[1] == "precision = fp32"
 
 
 def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys):
@@ -41,5 +53,6 @@ def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys):
     (record_file,) = save.iterdir()
     record = json.loads(record_file.read_text())
     assert record["device"] == "cpu" and record["frames_forced"] == 12
+    assert record["precision"] == "fp32" and record["tf32"] is False and "precision = fp32" in out
     assert len(record["ours"]["latencies_s"]) == 3
     assert np.isclose(record["ours"]["avg_audio_s"], 12 * 256 / 22050)

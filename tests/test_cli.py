@@ -102,6 +102,58 @@ def test_speak_errors_are_one_line(voice_dir, tmp_path):
     assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["speak", "Hi.", "-o", "{tmp}/x.wav", "--tf32"],  # --precision defaults to fp16
+    ["speak", "Hi.", "-o", "{tmp}/x.wav", "--device", "cuda", "--precision", "fp16", "--tf32"],
+    ["export", "{tmp}/p.txt", "-o", "{tmp}/o", "--tf32"],
+    ["bench", "--tf32", "--save", "{tmp}/o"],
+    ["bench", "--precision", "fp16", "--tf32", "--device", "cpu", "--save", "{tmp}/o"],
+])
+def test_tf32_without_precision_fp32_is_a_one_line_usage_error(argv, tmp_path):
+    (tmp_path / "p.txt").write_text("Hello.\n")
+    r = cli(*[a.format(tmp=tmp_path) for a in argv])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "tts-desktop: --tf32 needs --precision fp32 (TF32 is a mode of the FP32 engine), not --precision fp16"]
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["speak", "bench"])
+def test_tf32_with_the_cpu_reference_is_refused(command, tmp_path):
+    argv = (["speak", "Hi.", "-o", str(tmp_path / "x.wav")] if command == "speak"
+            else ["bench", "--save", str(tmp_path)])
+    r = cli(*argv, "--device", "cpu", "--precision", "fp32", "--tf32")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == ["tts-desktop: --tf32 applies to the GPU engine only, not --device cpu"]
+
+
+def test_tf32_flag_is_documented_and_accepted_with_fp32(voice_dir, tmp_path):
+    for command in ("speak", "export", "bench"):
+        r = cli(command, "--help")
+        assert r.returncode == 0 and "--tf32" in r.stdout and "TF32" in r.stdout
+    from tts_desktop.engine.runtime import gpu_status
+
+    if gpu_status()[0]:
+        return  # with a GPU, 'auto' would build a TF32 engine: tests/gpu covers that
+    out = tmp_path / "x.wav"
+    r = cli("speak", "Hi.", "-o", str(out), "--voice", str(voice_dir), "--precision", "fp32", "--tf32",
+            "--max-decoder-steps", "5", "--no-early-stop")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and "CPU (NumPy reference)" in r.stderr  # auto fell back; nothing claims TF32
+
+
+def test_api_refuses_tf32_without_fp32():
+    from tts_desktop.api import TF32_LABEL, Voice, precision_label
+    from tts_desktop.backends import make_backend
+
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        Voice.load("no-such-voice", device="cuda", precision="fp16", tf32=True)  # refused before the voice
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        make_backend(None, None, None, None, device="cuda", precision="fp16", tf32=True)
+    assert precision_label("fp32", True) == TF32_LABEL == "fp32 (TF32 tensor-core GEMMs)"
+    assert precision_label("fp32") == "fp32" and precision_label("fp16") == "fp16"
+
+
 def test_export_reference_phrases(voice_dir, data_dir, tmp_path):
     out = tmp_path / "wavs"
     r = cli("export", str(data_dir / "phrases.txt"), "-o", str(out), "--voice", str(voice_dir),

@@ -153,6 +153,146 @@ def test_key_changes_with_each_component(voice, monkeypatch):
     assert B.make_key(None, config, tw, ww, **KEY_ARGS) == base  # and nothing else moves it
 
 
+def test_tf32_is_part_of_the_key(voice):
+    """The FP32 engine with TF32 GEMMs is another engine: another digest and folder than the strict
+    FP32 one (and the strict key is what it always was: tf32 off by default)."""
+    config, tw, ww = voice
+    fp32 = {**KEY_ARGS, "precision": "fp32"}
+    strict = B.make_key(None, config, tw, ww, **fp32)
+    assert strict == B.make_key(None, config, tw, ww, **fp32, tf32=False) and strict.tf32 is False
+    tf32 = B.make_key(None, config, tw, ww, **fp32, tf32=True)
+    assert tf32.tf32 is True and tf32.to_dict()["tf32"] is True
+    assert tf32.digest() != strict.digest() and tf32 != strict
+    assert {k for k, v in tf32.to_dict().items() if strict.to_dict()[k] != v} == {"tf32"}
+    assert "-fp32-tf32-sm_90-" in B._folder_name(config, tf32)
+    assert "-fp32-sm_90-" in B._folder_name(config, strict)
+    assert B._folder_name(config, tf32) != B._folder_name(config, strict)
+
+
+def test_tf32_key_rejects_fp16_and_pre_ampere(voice):
+    config, tw, ww = voice
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        B.make_key(None, config, tw, ww, **KEY_ARGS, tf32=True)  # KEY_ARGS is fp16
+    for arch in ("sm_70", "sm_75"):
+        with pytest.raises(ValueError, match="sm_80"):
+            B.make_key(None, config, tw, ww, **{**KEY_ARGS, "precision": "fp32", "arch": arch}, tf32=True)
+    for arch in ("sm_80", "sm_86", "sm_90", "sm_90a", "sm_100", "sm_120"):
+        assert B.make_key(None, config, tw, ww, **{**KEY_ARGS, "precision": "fp32", "arch": arch}, tf32=True).tf32
+
+
+def test_tf32_engine_is_never_loaded_as_strict(voice, tmp_path):
+    """Strict and TF32 FP32 engines of one voice sit side by side in one cache; either one's files
+    put in the other's folder are rejected (the key differs in tf32) and rebuilt, never used. The
+    two hold the same arrays and cubins: TF32 is a choice of cuBLAS compute type at run time."""
+    config, tw, ww = voice
+    fp32 = {**KEY_ARGS, "precision": "fp32"}
+    strict = B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **fp32)
+    fast = B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **fp32, tf32=True)
+    assert not fast.cached and fast.path != strict.path and fast.key.tf32 and not strict.key.tf32
+    assert B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **fp32, tf32=True).path == fast.path
+    again = B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **fp32)
+    assert again.cached and again.path == strict.path and not again.key.tf32
+    a, b = _tensors(strict.parts), _tensors(fast.parts)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert [m["cubin"] for m in strict.modules] == [m["cubin"] for m in fast.modules]
+    for src, dst in ((strict, fast), (fast, strict)):
+        shutil.rmtree(dst.path)
+        shutil.copytree(src.path, dst.path)
+        with pytest.raises(B.EngineError, match=r"another key \(differs in tf32\)"):
+            B.load_engine(dst.path, dst.key)
+        e = B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **fp32, tf32=dst.key.tf32)
+        assert not e.cached and e.key.tf32 == dst.key.tf32 and any("tf32" in p for p in e.problems)
+
+
+def test_tf32_reaches_waveglow_only(engine, voice, tmp_path):
+    """construct_stages hands tf32 to WaveGlow (the only stage whose GEMMs it changes) and asks for
+    the same kernel modules; the FP16 WaveGlow refuses it."""
+    from tts_desktop.engine.waveglow import WaveGlowGpu
+
+    config, tw, ww = voice
+    e = B.get_engine(None, config, tw, ww, cache_dir=tmp_path, **{**KEY_ARGS, "precision": "fp32"})
+    for tf32 in (False, True):
+        stages = B.construct_stages(B._PlanContext("sm_90"), config, e.parts, "fp32", tf32)
+        assert stages["waveglow"].tf32 is tf32
+        assert not any(getattr(s, "tf32", False) for n, s in stages.items() if n != "waveglow")
+    assert (B.compile_requests(config, e.parts, "fp32", "sm_90", True)
+            == B.compile_requests(config, e.parts, "fp32", "sm_90", False))
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        WaveGlowGpu(B._PlanContext("sm_90"), engine.parts["waveglow"], tf32=True)  # the fp16 engine's
+
+
+class _RecordingBlas:
+    """nvmath's cuBLAS module as the engine calls it, recording instead of computing."""
+
+    def __init__(self):
+        from nvmath.bindings import cublas
+
+        self.ComputeType, self.Operation, self.calls = cublas.ComputeType, cublas.Operation, []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, args))
+
+
+class _GemmContext(B._PlanContext):
+    """_PlanContext that also lets a stage run: launches do nothing, cuBLAS calls are recorded."""
+
+    sm_count = 132
+
+    class Array(B._PlanArray):
+        ndim = property(lambda self: len(self.shape))
+
+        def zero(self):
+            pass
+
+        poison = zero
+
+    def __init__(self):
+        from tts_desktop.engine.runtime import Blas
+
+        super().__init__("sm_90")
+        self.blas = Blas.__new__(Blas)
+        self.blas._cb, self.blas.handle, self.blas._scalars = _RecordingBlas(), 1, []
+
+    def to_device(self, host, dtype=None):
+        a = np.asarray(host)
+        return self.Array(a.shape, dtype or a.dtype)
+
+    def empty(self, shape, dtype=np.float32):
+        return self.Array((shape,) if np.isscalar(shape) else shape, dtype)
+
+    zeros = empty
+
+    def launch(self, *args, **kwargs):
+        pass
+
+
+@pytest.mark.parametrize("precision,tf32", [("fp32", False), ("fp32", True), ("fp16", False)])
+def test_waveglow_gemms_use_the_stated_compute_type(voice, precision, tf32):
+    """Every cuBLAS call a WaveGlow inference makes: strict FP32 -> cublasSgemm plus the upsample's
+    strided-batched GEMM with COMPUTE_32F; tf32 -> every one with COMPUTE_32F_FAST_TF32 and no
+    sgemm; FP16 -> COMPUTE_32F (FP16 operands, FP32 accumulation) as before."""
+    from nvmath.bindings import cublas
+
+    from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu
+
+    config, _, ww = voice
+    ctx = _GemmContext()
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(config.waveglow, ww, fp16=precision == "fp16"), tf32=tf32)
+    wg.infer(ctx.Array((2, 80, 5), np.float32), [5, 3], sigma=0.6)
+    calls = ctx.blas._cb.calls
+    names = [n for n, _ in calls]
+    cfg = config.waveglow
+    layers = cfg.n_flows * cfg.wn_n_layers
+    res = 0 if precision == "fp16" and wg.fused else cfg.n_flows * (cfg.wn_n_layers - 1)
+    assert names.count("gemm_strided_batched_ex") == 1 and len(calls) == 1 + layers + res
+    want = cublas.ComputeType.COMPUTE_32F_FAST_TF32 if tf32 else cublas.ComputeType.COMPUTE_32F
+    if precision == "fp32" and not tf32:
+        assert names.count("sgemm") == layers + res  # strict: no compute type to choose, no TF32
+        assert calls[0][1][-2] == want
+    else:
+        assert "sgemm" not in names and all(args[-2] == want for _, args in calls)
+
+
 def test_voice_hash_of_a_folder_follows_its_files(voice, tmp_path):
     from tts_desktop.model.voice_files import TACOTRON2_FILE, save_voice
 

@@ -70,3 +70,51 @@ def test_unsupported_dimensions_give_a_one_line_reason():
     with pytest.raises(CompileError) as info:
         compile_cuda(["decoder.cu"], "sm_90", defines={"ENC": 64})
     assert headline(info.value) == 'static assertion failed with "ENC multiple of 128"'
+
+
+def test_blas_tf32_is_a_per_call_compute_type():
+    """Strict FP32 GEMMs stay cublasSgemm; tf32=True makes them cublasGemmEx / GemmStridedBatchedEx
+    with COMPUTE_32F_FAST_TF32 (nvmath's enum, checked to exist); FP16 GEMMs keep COMPUTE_32F and
+    refuse tf32. Recorded against a stand-in for nvmath's cuBLAS module, so no GPU is needed."""
+    import numpy as np
+    from nvmath.bindings import cublas
+
+    from tts_desktop.engine import runtime as rt
+
+    assert int(cublas.ComputeType.COMPUTE_32F_FAST_TF32) == 77 and int(cublas.ComputeType.COMPUTE_32F) == 68
+
+    class Recorder:
+        ComputeType, Operation = cublas.ComputeType, cublas.Operation
+
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return lambda *a: self.calls.append((name, a))
+
+    blas = rt.Blas.__new__(rt.Blas)
+    blas._cb, blas.handle, blas._scalars = Recorder(), 1, []
+    f32, f16 = rt.CUDA_R_32F, rt.CUDA_R_16F
+    args = (True, False, 64, 32, 16, 0x1000, f32, 16, 0x2000, f32, 16, 0x3000, f32, 64)
+    blas.gemm_raw(*args)
+    blas.gemm_raw(*args, tf32=True)
+    blas.gemm_raw(*args[:6], f16, 16, 0x2000, f16, 16, 0x3000, f32, 64)
+    (n0, _), (n1, a1), (n2, a2) = blas._cb.calls
+    assert n0 == "sgemm" and n1 == n2 == "gemm_ex"
+    assert a1[-2] == cublas.ComputeType.COMPUTE_32F_FAST_TF32 and a2[-2] == cublas.ComputeType.COMPUTE_32F
+    with pytest.raises(ValueError, match="float32"):
+        blas.gemm_raw(*args[:6], f16, 16, 0x2000, f16, 16, 0x3000, f32, 64, tf32=True)
+
+    class Arr:  # DeviceArray's shape/dtype/ptr/ndim, nothing on a device
+        def __init__(self, shape, dtype=np.float32):
+            self.shape, self.dtype, self.ptr, self.ndim = shape, np.dtype(dtype), 0x4000, len(shape)
+
+    blas._cb.calls.clear()
+    a, b, c = Arr((3, 8, 4)), Arr((3, 4, 5)), Arr((3, 8, 5))
+    blas.gemm_strided_batched(a, b, c)
+    blas.gemm_strided_batched(a, b, c, tf32=True)
+    blas.gemm(Arr((8, 4)), Arr((4, 5)), Arr((8, 5)), tf32=True)
+    (s0, b0), (s1, b1), (s2, b2) = blas._cb.calls
+    assert s0 == s1 == "gemm_strided_batched_ex" and s2 == "gemm_ex"
+    assert b0[-2] == cublas.ComputeType.COMPUTE_32F
+    assert b1[-2] == b2[-2] == cublas.ComputeType.COMPUTE_32F_FAST_TF32

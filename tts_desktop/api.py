@@ -28,6 +28,17 @@ from tts_desktop.text import TextError, normalize, split_sentences, text_to_sequ
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp16", "fp32")
 VOCODERS = ("waveglow", "griffin-lim")
+TF32_LABEL = "fp32 (TF32 tensor-core GEMMs)"
+
+
+def precision_label(precision: str, tf32: bool = False) -> str:
+    """How a result's precision is named wherever it is reported (bench output, JSON): 'fp16',
+    'fp32' (strict), or TF32_LABEL, so a TF32 number is never passed off as strict FP32."""
+    if tf32:
+        if precision != "fp32":
+            raise ValueError(f"TF32 applies to the FP32 engine only (precision 'fp32'), not {precision!r}")
+        return TF32_LABEL
+    return precision
 
 
 @dataclass(frozen=True)
@@ -126,11 +137,14 @@ class Voice:
 
     @classmethod
     def load(cls, voice: str | Path | None = None, device: str = "auto", precision: str = "fp16",
-             progress: Callable[[float, str], None] | None = None) -> "Voice":
+             progress: Callable[[float, str], None] | None = None, tf32: bool = False) -> "Voice":
         """Load a voice folder (or a voice by name) onto the CPU reference or the GPU engine.
 
         device="auto" takes the GPU when one is usable and falls back to the CPU; the reason for a
         fallback is in `voice.device_note`. device="cuda" raises `GpuUnavailable` instead.
+        precision="fp32" is strict FP32; with tf32=True (fp32 only, an Ampere or newer GPU) the
+        FP32 engine runs WaveGlow's GEMMs on TF32 tensor cores: faster, with FP16-like rounding of
+        the GEMM operands (the CPU reference ignores it).
         """
         from tts_desktop.backends import make_backend
         from tts_desktop.model.voice_files import load_voice
@@ -140,10 +154,11 @@ class Voice:
             raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        precision_label(precision, tf32)  # TF32 with fp16 is refused before anything is loaded
         path = find_voice(voice)
         config, tacotron2_weights, waveglow_weights = load_voice(path)
         backend = make_backend(path, config, tacotron2_weights, waveglow_weights,
-                               device=device, precision=precision, progress=progress)
+                               device=device, precision=precision, progress=progress, tf32=tf32)
         return cls(path, config, backend)
 
     @property

@@ -125,8 +125,13 @@ class CpuBackend:
 
 def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_weights, *,
                  device: str = "auto", precision: str = "fp16",
-                 progress: Callable[[float, str], None] | None = None):
-    """The GPU engine when asked for (or 'auto' and usable), else the NumPy reference."""
+                 progress: Callable[[float, str], None] | None = None, tf32: bool = False):
+    """The GPU engine when asked for (or 'auto' and usable), else the NumPy reference.
+
+    tf32: the FP32 GPU engine with WaveGlow's GEMMs on TF32 tensor cores (precision 'fp32' only);
+    the NumPy reference has no such mode and ignores it (it is stricter, never less strict)."""
+    if tf32 and precision != "fp32":
+        raise ValueError(f"TF32 applies to the FP32 engine only (precision 'fp32'), not {precision!r}")
     if device == "cpu":
         return CpuBackend(config, tacotron2_weights, waveglow_weights, note="CPU (NumPy reference)")
     from tts_desktop.engine.runtime import GpuUnavailable, gpu_status
@@ -141,7 +146,7 @@ def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_we
 
     try:
         return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
-                          precision=precision, progress=progress)
+                          precision=precision, progress=progress, tf32=tf32)
     except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
         if device == "cuda":
             raise

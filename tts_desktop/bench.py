@@ -33,6 +33,7 @@ class BenchResult:
     batch: int
     stages: dict[str, list[float]] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
+    precision: str | None = None      # api.precision_label: "fp16", "fp32" or "fp32 (TF32 tensor-core GEMMs)"
 
     def stats(self) -> dict[str, float]:
         lat = sorted(self.latencies)
@@ -65,6 +66,7 @@ def format_block(r: BenchResult) -> str:
     s = r.stats()
     lines = [
         f"[{r.label}]",
+        *([f"precision = {r.precision}"] if r.precision else []),
         f"Performed {len(r.latencies)} runs.",
         f"batch size = {r.batch}",
         f"avg latency (s) = {s['avg_latency_s']:.6f}",
@@ -126,7 +128,7 @@ def time_backend(backend, text: str, batch: int, options, runs: int, warmup: int
 
 
 def run_bench(args) -> int:
-    from tts_desktop.api import SynthesisOptions
+    from tts_desktop.api import SynthesisOptions, precision_label
     from tts_desktop.backends import make_backend
     from tts_desktop.model.random_voice import random_voice
     from tts_desktop.model.voice_files import load_voice
@@ -141,20 +143,28 @@ def run_bench(args) -> int:
     else:
         path = None
         config, tw, ww = random_voice(seed=0)
-    backend = make_backend(path, config, tw, ww, device=args.device, precision=args.precision)
+    tf32 = bool(getattr(args, "tf32", False))
+    if tf32 and args.device != "cuda":
+        raise ValueError("--tf32 applies to the GPU engine only (--device cuda)")
+    backend = make_backend(path, config, tw, ww, device=args.device, precision=args.precision, tf32=tf32)
+    # the CPU reference is float32 whatever --precision says; TF32 is named wherever a number is shown
+    precision = precision_label(args.precision, tf32) if args.device == "cuda" else "fp32"
     options = SynthesisOptions(
         sigma=0.6, denoise=0.01, prenet_dropout=True,
         max_decoder_steps=args.frames or config.tacotron2.max_decoder_steps,
         early_stop=args.frames is None)
-    label = f"tts-desktop {backend.device_name} {args.precision if args.device == 'cuda' else 'fp32'}"
+    label = f"tts-desktop {backend.device_name} {precision}"
     audio_cfg: AudioConfig = config.audio
     ours = time_backend(backend, text, args.batch, options, args.runs, args.warmup, label,
                         audio_cfg.sampling_rate)
+    ours.precision = precision
     print(format_block(ours))
     record = {
         "command": "tts-desktop " + " ".join(sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": backend.device_name,
+        "precision": precision,  # "fp32 (TF32 tensor-core GEMMs)" for --tf32: never plain "fp32"
+        "tf32": tf32,
         "host": platform.node(),
         "python": platform.python_version(),
         "versions": versions(),
@@ -179,7 +189,8 @@ def run_bench(args) -> int:
     save_dir = Path(args.save)
     save_dir.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"{stamp}-{backend.device_name.replace(' ', '_')}-{args.precision}-b{args.batch}.json"
+    prec = args.precision + ("-tf32" if tf32 else "")
+    name = f"{stamp}-{backend.device_name.replace(' ', '_')}-{prec}-b{args.batch}.json"
     from tts_desktop.atomic import atomic_write_bytes
 
     atomic_write_bytes(save_dir / name, json.dumps(record, indent=1).encode())

@@ -1,6 +1,6 @@
-"""Time the GPU stages (WaveGlow FP16/FP32, denoiser, encoder, postnet) at the benchmark size:
-580 mel frames (148,480 samples), batch 1. Device events, warm-up first, median of many runs; the
-WaveGlow is also timed as a replayed CUDA graph (one launch instead of ~380).
+"""Time the GPU stages (WaveGlow FP16 / FP32 / FP32 with TF32 GEMMs, denoiser, encoder, postnet) at
+the benchmark size: 580 mel frames (148,480 samples), batch 1. Device events, warm-up first, median
+of many runs; the WaveGlow is also timed as a replayed CUDA graph (one launch instead of ~380).
 
     python tests/gpu/bench_stages.py [--reps 30]
 """
@@ -88,6 +88,7 @@ def main() -> int:
         ("FP16 fused, h fp16, 16-row tiles", True, dict(fused=True, h_half=True, fused_rows=16)),
         ("FP16 unfused (gate/res GEMM/residual)", True, dict(fused=False)),
         ("FP32", False, {}),
+        ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
     ]
     if args.only_fp16:
         variants = variants[:4]

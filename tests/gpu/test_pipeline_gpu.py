@@ -14,10 +14,18 @@ Bounds (relative L2 per item):
   2e-5 .. 6.5e-4 (mel 4.4e-4 .. 5.3e-4, audio 6e-5 .. 5e-4) over 24 .. 40 free-running steps.
   Bound 5e-3, ten times that: a layout or indexing error gives O(1) errors, a lost FP32
   accumulation (half accumulators over ~1000-term dot products) ~1e-2.
+- FP32 engine with TF32 GEMMs ('tf32' here: GpuBackend(precision='fp32', tf32=True)): only
+  WaveGlow's GEMMs change, so mel, gate and alignment keep the FP32 bound (and are bit-equal to the
+  strict engine's: same kernels, same cuBLAS calls), the audio gets FP16's 5e-3: TF32 rounds the
+  GEMM operands to FP16's 10-bit mantissa. Emulated on the CPU for these very voices and inputs
+  (tests/gpu/emulate_tf32.py, WaveGlow at sigma 0): reduced 6.1e-5 (round to nearest) / 2.0e-4
+  (truncation), full 3.4e-4 / 1.4e-3; 5e-3 is 3.5x the worst of them.
 - batch item vs the same item alone (same engine): FP32 1e-5, FP16 5e-3 (cuBLAS may choose another
   algorithm for another row count; in FP16 a reordered sum can flip the last bit of a half output).
   In FP32 the items also stop at ragged steps (a gate threshold in a gap of the gate values); in
   FP16 the length is forced, as a stop decision within a rounding of the threshold could flip.
+  TF32: 1e-5 for mel, gate and alignment (strict FP32 there) and 5e-3 for the audio (for another
+  row count cuBLAS may pick a kernel that does not use TF32 at all); ragged stops as in FP32.
 Measured values are written to $TTS_DESKTOP_TEST_OUT/pipeline_gpu.json when that is set.
 """
 
@@ -51,8 +59,14 @@ RED_T2 = Tacotron2Config(symbols_embedding_dim=128, encoder_embedding_dim=128, a
                          decoder_rnn_dim=96, prenet_dim=32, postnet_embedding_dim=64, max_decoder_steps=40)
 RED_WG = WaveGlowConfig(n_flows=6, wn_n_layers=3, wn_n_channels=64)
 TOL = {"fp32": {"mel": 1e-4, "gate": 1e-4, "alignment": 1e-4, "audio": 1e-4},
-       "fp16": {"mel": 5e-3, "gate": 5e-3, "alignment": 5e-3, "audio": 5e-3}}
-BATCH_TOL = {"fp32": 1e-5, "fp16": 5e-3}
+       "fp16": {"mel": 5e-3, "gate": 5e-3, "alignment": 5e-3, "audio": 5e-3},
+       "tf32": {"mel": 1e-4, "gate": 1e-4, "alignment": 1e-4, "audio": 5e-3}}
+BATCH_TOL = {"fp32": {"mel": 1e-5, "gate": 1e-5, "alignment": 1e-5, "audio": 1e-5},
+             "fp16": {"mel": 5e-3, "gate": 5e-3, "alignment": 5e-3, "audio": 5e-3},
+             "tf32": {"mel": 1e-5, "gate": 1e-5, "alignment": 1e-5, "audio": 5e-3}}
+# test precision -> GpuBackend arguments ('tf32': the FP32 engine with TF32 GEMMs in WaveGlow)
+ENGINE = {"fp32": dict(precision="fp32"), "fp16": dict(precision="fp16"),
+          "tf32": dict(precision="fp32", tf32=True)}
 OFF = dict(prenet_dropout=False, sigma=0.0, denoise=0.01)
 MEASURED: dict[str, object] = {}
 
@@ -92,7 +106,7 @@ def gpu(cache, name, precision, gate_threshold=None):
     key = (name, precision, gate_threshold)
     if key not in _backends:
         config, tw, ww = voice(name, gate_threshold)
-        _backends[key] = GpuBackend(None, config, tw, ww, precision=precision, cache_dir=cache)
+        _backends[key] = GpuBackend(None, config, tw, ww, cache_dir=cache, **ENGINE[precision])
     return _backends[key]
 
 
@@ -126,7 +140,7 @@ def stop_is_clear(gate: np.ndarray, thr: float, margin: float) -> bool:
 # ------------------------------------------------------------------------------------- vs CPU
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "tf32"])
 @pytest.mark.parametrize("name,steps", [("reduced", 40), ("full", 24)])
 def test_matches_cpu_backend(cache, name, steps, precision):
     rng = np.random.default_rng(1)
@@ -141,7 +155,7 @@ def test_matches_cpu_backend(cache, name, steps, precision):
         e = errors(g, r)
         MEASURED[f"vs_cpu/{name}/{precision}/item{i}"] = e
         assert all(e[k] <= TOL[precision][k] for k in e), e
-        if precision == "fp32" or stop_is_clear(r.gate, thr, 1e-3):
+        if precision in ("fp32", "tf32") or stop_is_clear(r.gate, thr, 1e-3):  # tf32: the gate is strict
             assert g.reached_max_steps == r.reached_max_steps
         assert set(g.timings) == {"encoder", "decoder", "postnet", "waveglow", "denoiser", "copies"}
         assert all(v > 0 for v in g.timings.values()), g.timings
@@ -189,16 +203,17 @@ def _separating_threshold(gates: list[np.ndarray]) -> tuple[float, float]:
     return best
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "tf32"])
 def test_batch_items_equal_each_item_alone(cache, precision):
-    """Batches of 1, 2, 3, 8 and 32 items of ragged input lengths (in FP32 also stopping at ragged
-    steps): each item as if alone."""
+    """Batches of 1, 2, 3, 8 and 32 items of ragged input lengths (in FP32, strict or with TF32
+    WaveGlow, also stopping at ragged steps): each item as if alone."""
     rng = np.random.default_rng(2)
     steps = 30
     items = ids_batch(rng, rng.integers(3, 70, 32))
     batches = {1: items[:1], 2: items[1:3], 3: items[3:6], 8: items[6:14], 32: items}
     free = SynthesisOptions(max_decoder_steps=steps, early_stop=False, **OFF)
-    if precision == "fp32":
+    ragged_stops = precision in ("fp32", "tf32")  # the decoder (and so the gate) is strict FP32 in both
+    if ragged_stops:
         probe = gpu(cache, "reduced", precision).synthesize_ids(items, free)
         thr, margin = _separating_threshold([r.gate for r in probe])
         assert margin > 1e-5, margin  # 100x the FP32 batch-vs-alone differences
@@ -218,11 +233,11 @@ def test_batch_items_equal_each_item_alone(cache, precision):
             same_shapes(t, alone)
             e = errors(t, alone)
             worst = max(worst, *e.values())
-            assert max(e.values()) <= BATCH_TOL[precision], (n, i, e)
+            assert all(e[k] <= BATCH_TOL[precision][k] for k in e), (n, i, e)
             frames.add(t.mel.shape[1])
     MEASURED[f"batch_vs_alone/{precision}"] = {"worst_rel_l2": worst, "distinct_frame_counts": len(frames),
                                                "threshold": thr, "margin": margin}
-    if precision == "fp32":
+    if ragged_stops:
         assert len(frames) >= 3  # the items did stop at different steps
 
 
@@ -356,6 +371,34 @@ def test_cached_engine_loads_in_well_under_a_second(cache):
     opts = SynthesisOptions(max_decoder_steps=16, early_stop=False, **OFF)
     a, b = first.synthesize_ids(batch, opts)[0], again.synthesize_ids(batch, opts)[0]
     assert np.array_equal(a.audio, b.audio)
+
+
+def test_tf32_engine_is_stated_cached_apart_and_touches_only_the_audio(cache):
+    """The TF32 engine is its own cache entry and says so in its note; next to the strict FP32 engine
+    (same voice, same process, one cuBLAS handle) its mel, gate and alignment are bit-equal to the
+    strict one's and only its audio differs, within the TF32 bound."""
+    strict, fast = gpu(cache, "reduced", "fp32"), gpu(cache, "reduced", "tf32")
+    assert fast.engine.key.tf32 and not strict.engine.key.tf32 and fast.engine.path != strict.engine.path
+    assert "-fp32-tf32-" in fast.engine.path.name and "-tf32-" not in strict.engine.path.name
+    assert "TF32" in fast.note and "FP32 engine" in fast.note and "TF32" not in strict.note
+    assert fast.stages["waveglow"].tf32 and not strict.stages["waveglow"].tf32
+    batch = ids_batch(np.random.default_rng(10), [33, 18])
+    opts = SynthesisOptions(max_decoder_steps=24, early_stop=False, **OFF)
+    before = strict.synthesize_ids(batch, opts, seed=2)
+    got = fast.synthesize_ids(batch, opts, seed=2)
+    after = strict.synthesize_ids(batch, opts, seed=2)
+    for s, f, s2 in zip(before, got, after):
+        for k in ("mel", "gate", "alignment", "audio"):
+            assert np.array_equal(getattr(s, k), getattr(s2, k)), f"the TF32 engine changed the strict one's {k}"
+        for k in ("mel", "gate", "alignment"):
+            assert np.array_equal(getattr(s, k), getattr(f, k)), f"TF32 reached {k}: it must stay in WaveGlow"
+        same_shapes(s, f)
+        assert rel_l2(f.audio, s.audio) <= TOL["tf32"]["audio"]
+        if os.environ.get("NVIDIA_TF32_OVERRIDE") != "0":  # that setting makes cuBLAS ignore TF32
+            assert not np.array_equal(f.audio, s.audio), "the TF32 engine's audio is bit-equal to strict FP32"
+    config, tw, ww = voice("reduced")
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        GpuBackend(None, config, tw, ww, precision="fp16", tf32=True, cache_dir=cache)
 
 
 def test_rejects_what_cpu_backend_rejects(cache):

@@ -6,6 +6,18 @@ FP16 bounds: the FP16 engine rounds every GEMM operand to 11 significant bits (r
 inverse 1x1 convs amplify what reaches the audio. Measured on the H100 (docs/gpu-notes.md):
 golden small model 1.2e-4, full 256-channel model 4.3e-4 .. 5.5e-4 relative L2; the 5e-3 bound
 leaves about 10x margin, small enough that a wrong index or a dropped term (errors of order 1) fails.
+
+TF32 bounds (the FP32 engine built with tf32=True: the upsample, in/cond and res GEMMs as
+cublasGemmEx with COMPUTE_32F_FAST_TF32; storage and every kernel stay float32). TF32 keeps FP16's
+10-bit mantissa (FP32's exponent) for the GEMM operands and accumulates in FP32, so FP16's bounds
+apply. Emulated on the CPU before any GPU run (tests/gpu/emulate_tf32.py: the NumPy reference
+with exactly those GEMMs' operands rounded to TF32): full model 4.8e-4 .. 6.7e-4 relative L2 with
+round-to-nearest, 1.3e-3 .. 1.9e-3 if the tensor cores truncate the 13 low bits (cuBLAS does not
+say which it does); golden small 0.95e-4 / 1.8e-4; the cond columns (one GEMM, K = 321)
+3.0e-4 / 7.4e-4. Bounds: 5e-3 (2e-3 for the cond columns, as FP16), >= 2.6x the worst
+emulated case and still far below what a wrong index, a dropped term (O(1)) or a lost FP32
+accumulation (~1e-2) gives. Strict FP32 stays at 1e-4. A TF32 error below 1e-5 fails too (strict
+FP32 measures 7e-7 .. 8e-7): that would mean cuBLAS never ran TF32, i.e. the option does nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ from tts_desktop.model.waveglow import WaveGlow, group_cond, upsample  # noqa: E
 
 FP32_TOL = 1e-4
 FP16_TOL = 5e-3
+TF32_TOL = 5e-3      # the FP32 engine with TF32 GEMMs (module doc)
+TF32_VISIBLE = 1e-5  # a TF32 error at least this large: the GEMMs did run in TF32
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +301,107 @@ def test_fp16_fused_is_reproducible(ctx, full, h_half):
     a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     assert np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------- TF32
+
+
+def _tf32_visible(err: float) -> bool:
+    """False only when TF32 cannot be seen in the error: NVIDIA_TF32_OVERRIDE=0 makes cuBLAS ignore
+    COMPUTE_32F_FAST_TF32 (then the engine is strict, which is fine, and nothing is asserted)."""
+    import os
+
+    return err > TF32_VISIBLE or os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+
+
+def test_tf32_cond_columns_match_reference_upsample(ctx, full):
+    """The upsample as one strided-batched GEMM (gemm_strided_batched_ex) with TF32 compute."""
+    cfg, w, _ = full
+    rng = np.random.default_rng(12)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=False), tf32=True)
+    assert wg.tf32 and not wg.fused
+    lengths = [5, 2, 7]
+    mel = _padded_mel(rng, lengths)
+    spf = 256 // cfg.n_group
+    buf = wg._buffers(sum(lengths) * spf, sum(lengths))
+    buf.xs.poison()
+    wg.infer(ctx.to_device(mel), lengths, sigma=0.0)
+    kc = cfg.wn_kernel_size * cfg.wn_n_channels
+    xs = buf.xs.to_host()[:, kc: kc + 640]
+    row = 0
+    for b, n in enumerate(lengths):
+        ref = group_cond(upsample(mel[b:b + 1, :, :n], w["upsample.weight"], w["upsample.bias"]), cfg.n_group)
+        got = xs[row: row + n * spf].T[None]
+        assert rel_l2(got, ref) < 2e-3
+        row += n * spf
+
+
+def test_tf32_golden_small_waveglow_sigma0(ctx):
+    golden, w, cfg_d, _, _ = golden_small()
+    cfg = WaveGlowConfig.from_dict(cfg_d)
+    mel = golden["mel_postnet"].astype(np.float32)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=False), tf32=True)
+    out = ctx.empty((1, mel.shape[2] * 256), np.float32)
+    out.poison()
+    err = rel_l2(wg.infer(ctx.to_device(mel), [mel.shape[2]], sigma=0.0, out=out).to_host(), golden["audio"])
+    print(f"golden small WaveGlow: fp32+tf32 {err:.2e}")
+    assert err < TF32_TOL
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 8, 32])
+def test_tf32_full_waveglow_ragged_given_z(ctx, full, batch):
+    """The FP32 engine with TF32 GEMMs against the NumPy reference (same inputs as
+    test_full_waveglow_ragged_given_z), and the strict FP32 engine next to it on the same context
+    (one cuBLAS handle): strict stays strict, before and after the TF32 engine ran."""
+    cfg, w, ref_model = full
+    rng = np.random.default_rng(100 + batch)
+    hi = {1: 12, 2: 9, 3: 7, 8: 5, 32: 3}[batch]
+    lengths = ragged_lengths(rng, batch, 1, hi)
+    mel = _padded_mel(rng, lengths)
+    z = rng.standard_normal(ref_model.noise_shape(batch, max(lengths))).astype(np.float32)
+    sigma = 0.6
+    ref = ref_model.infer(mel, sigma=sigma, z=z, lengths=lengths)
+    packed = PackedWaveGlow.from_weights(cfg, w, fp16=False)
+    engines = {"strict": WaveGlowGpu(ctx, packed), "tf32": WaveGlowGpu(ctx, packed, tf32=True)}
+    d_mel = ctx.to_device(mel)
+    got = {}
+    for key in ("strict", "tf32", "strict again"):
+        wg = engines[key.split()[0]]
+        out = ctx.empty(ref.shape, np.float32)
+        out.poison()
+        got[key] = wg.infer(d_mel, lengths, sigma=sigma, noise=wg.set_noise_from_z(z, lengths, sigma),
+                            out=out).to_host()
+        for b, n in enumerate(lengths):
+            assert not got[key][b, n * 256:].any(), "samples past an item's length must be zero"
+    errs = {k: rel_l2(v, ref) for k, v in got.items()}
+    print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs['strict']:.2e} fp32+tf32 {errs['tf32']:.2e}")
+    assert errs["strict"] < FP32_TOL
+    assert np.array_equal(got["strict again"], got["strict"]), "the TF32 engine changed the strict one"
+    assert errs["tf32"] < TF32_TOL
+    assert _tf32_visible(errs["tf32"]), f"TF32 error {errs['tf32']:.1e}: the GEMMs did not run in TF32"
+
+
+def test_tf32_is_reproducible_and_deterministic_noise_path(ctx, full):
+    """Same input, same bits; Philox noise drawn on the device works the same with TF32, and
+    sigma 0 is the reference's mean path within the TF32 bound."""
+    cfg, w, ref_model = full
+    rng = np.random.default_rng(13)
+    lengths = [6, 3]
+    mel = _padded_mel(rng, lengths)
+    d_mel = ctx.to_device(mel)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=False), tf32=True)
+    a = wg.infer(d_mel, lengths, sigma=0.6, seed=3).to_host()
+    b = wg.infer(d_mel, lengths, sigma=0.6, seed=3).to_host()
+    assert np.array_equal(a, b)
+    z0 = wg.infer(d_mel, lengths, sigma=0.0, seed=9).to_host()
+    err = rel_l2(z0, ref_model.infer(mel, sigma=0.0, lengths=lengths))
+    assert err < TF32_TOL and _tf32_visible(err), err
+
+
+def test_tf32_is_refused_by_the_fp16_engine(ctx, full):
+    cfg, w, _ = full
+    with pytest.raises(ValueError, match="FP32 engine only"):
+        WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), tf32=True)
 
 
 def test_noise_channel_order_matches_reference_convention():

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts_desktop.cli.common import (add_synthesis_options, add_voice_options, load_voice,
-                                    report_capped, synthesis_options)
+from tts_desktop.cli.common import (add_synthesis_options, add_voice_options, check_engine_options,
+                                    load_voice, report_capped, synthesis_options)
 from tts_desktop.cli.errors import EXIT_FAILED, CliError
 
 
@@ -85,6 +85,7 @@ def export_phrases(voice, lines: list[str], out_dir: Path, options, subtype: str
 
 
 def run(args) -> int:
+    check_engine_options(args)
     phrases = Path(args.phrases)
     lines = read_phrases(phrases)
     if not any(line.strip() for line in lines):

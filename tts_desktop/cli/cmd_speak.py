@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_desktop.cli.common import (add_synthesis_options, add_voice_options, load_voice,
-                                    report_capped, synthesis_options)
+from tts_desktop.cli.common import (add_synthesis_options, add_voice_options, check_engine_options,
+                                    load_voice, report_capped, synthesis_options)
 from tts_desktop.cli.errors import CliError
 
 
@@ -59,6 +59,7 @@ def run(args) -> int:
     from tts_desktop.audio.playback import play_blocking, playback_status
     from tts_desktop.text import split_sentences
 
+    check_engine_options(args)
     text = read_text(args)
     options = synthesis_options(args)
     if not split_sentences(text):

@@ -6,6 +6,14 @@ import argparse
 import sys
 
 from tts_desktop.api import DEVICES, PRECISIONS, VOCODERS, SynthesisOptions, Voice
+from tts_desktop.cli.errors import EXIT_USAGE, CliError
+
+TF32_HELP = ("with --precision fp32: run WaveGlow's GEMMs on TF32 tensor cores (Ampere or newer; "
+             "FP16-like rounding of the GEMM inputs, FP32 accumulation). Default: strict FP32.")
+
+
+def add_tf32_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tf32", action="store_true", help=TF32_HELP)
 
 
 def add_voice_options(p: argparse.ArgumentParser) -> None:
@@ -13,6 +21,19 @@ def add_voice_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="cuda: the GPU engine; cpu: the NumPy reference; auto (default): the GPU when usable")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="GPU engine precision (default fp16)")
+    add_tf32_option(p)
+
+
+def check_engine_options(args) -> None:
+    """--tf32 is a mode of the FP32 GPU engine: refuse it, in one line, with anything else (before any
+    work is done)."""
+    if not getattr(args, "tf32", False):
+        return
+    if args.precision != "fp32":
+        raise CliError(f"--tf32 needs --precision fp32 (TF32 is a mode of the FP32 engine), "
+                       f"not --precision {args.precision}", code=EXIT_USAGE)
+    if args.device == "cpu":
+        raise CliError("--tf32 applies to the GPU engine only, not --device cpu", code=EXIT_USAGE)
 
 
 def add_synthesis_options(p: argparse.ArgumentParser) -> None:
@@ -41,7 +62,9 @@ def synthesis_options(args) -> SynthesisOptions:
 
 
 def load_voice(args) -> Voice:
-    voice = Voice.load(args.voice, device=args.device, precision=args.precision)
+    check_engine_options(args)
+    voice = Voice.load(args.voice, device=args.device, precision=args.precision,
+                       tf32=getattr(args, "tf32", False))
     if args.device == "auto" or voice.device_note.startswith("CPU"):
         print(f"tts-desktop: voice '{voice.name}' on {voice.device_note or voice.device}", file=sys.stderr)
     return voice

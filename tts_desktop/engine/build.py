@@ -8,12 +8,14 @@ for into a cubin for the GPU's architecture. That costs tens of seconds; loading
 a fraction of one, so it is done once per key:
 
     voice (sha256 of the weight files, or of the arrays for an in-memory voice; `tree_sha256`), GPU name and
-    architecture, precision, max batch, kernel sources (compile.kernel_source_hash), the engine's
-    own Python code (the packing lives there), the package version and this file format.
+    architecture, precision, TF32 (the FP32 engine's WaveGlow GEMMs on TF32 tensor cores: the same
+    packed weights and cubins, but another numeric contract, so never loaded for a strict request),
+    max batch, kernel sources (compile.kernel_source_hash), the engine's own Python code (the
+    packing lives there), the package version and this file format.
 
 On disk (no pickle anywhere: safetensors for arrays, JSON for everything else):
 
-    <cache>/<voice>-<precision>-<arch>-<key digest[:16]>/
+    <cache>/<voice>-<precision>[-tf32]-<arch>-<key digest[:16]>/
         manifest.json                 the key, the payload's name, size and checksum, the structure
         payload-<checksum[:16]>.safetensors   every array and every cubin (as uint8)
 
@@ -158,6 +160,7 @@ class EngineKey:
     kernels: str
     engine_code: str
     version: str
+    tf32: bool = False  # FP32 engine only: WaveGlow's cuBLAS GEMMs with TF32 tensor cores
     format: int = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,17 +170,29 @@ class EngineKey:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
+def check_tf32(precision: str, tf32: bool, arch: str | None = None) -> None:
+    """TF32 is a mode of the FP32 engine on sm_80+ (Ampere and later): ValueError otherwise."""
+    if not tf32:
+        return
+    if precision != "fp32":
+        raise ValueError(f"TF32 applies to the FP32 engine only (precision 'fp32'), not {precision!r}")
+    m = re.fullmatch(r"sm_(\d+)[a-z]?", arch or "")
+    if arch is not None and m and int(m.group(1)) < 80:
+        raise ValueError(f"TF32 tensor cores need sm_80 or newer (Ampere+); this GPU is {arch}")
+
+
 def make_key(path: Path | None, config: VoiceConfig, tacotron2_weights, waveglow_weights, *, gpu_name: str,
-             arch: str, precision: str, max_batch: int) -> EngineKey:
+             arch: str, precision: str, max_batch: int, tf32: bool = False) -> EngineKey:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not re.fullmatch(r"sm_\d+[a-z]?", arch):
         raise ValueError(f"arch must look like 'sm_90', got {arch!r}")
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
+    check_tf32(precision, tf32, arch)
     return EngineKey(voice=voice_hash(path, config, tacotron2_weights, waveglow_weights), gpu_name=gpu_name,
                      arch=arch, precision=precision, max_batch=int(max_batch), kernels=kernel_source_hash(),
-                     engine_code=engine_code_hash(), version=__version__)
+                     engine_code=engine_code_hash(), version=__version__, tf32=bool(tf32))
 
 
 # --------------------------------------------------------------------------------------- packing
@@ -361,8 +376,15 @@ class _PlanContext:
     zeros = empty
 
 
-def construct_stages(ctx, config: VoiceConfig, parts: Mapping[str, Any], precision: str) -> dict[str, Any]:
-    """The pipeline's stage objects over `ctx` (a GpuContext, or a _PlanContext at build time)."""
+def construct_stages(ctx, config: VoiceConfig, parts: Mapping[str, Any], precision: str,
+                     tf32: bool = False) -> dict[str, Any]:
+    """The pipeline's stage objects over `ctx` (a GpuContext, or a _PlanContext at build time).
+
+    tf32 (FP32 engine): WaveGlow's GEMMs on TF32 tensor cores, and only WaveGlow's: it is ~70 % of
+    the strict FP32 engine's latency, nearly all of it cuBLAS (docs/gpu-notes.md). The encoder and
+    postnet conv GEMMs, the decoder's processed-memory GEMM (its steps are custom kernels) and the
+    denoiser's STFT GEMMs stay strict FP32: ~1-1.5 ms a stage in all, and so the mel, gate and
+    alignment of a TF32 engine are the strict engine's; only the audio carries TF32's error."""
     from .decoder import GpuDecoder
     from .encoder import EncoderGpu
     from .postnet import PostnetGpu
@@ -373,7 +395,7 @@ def construct_stages(ctx, config: VoiceConfig, parts: Mapping[str, Any], precisi
         "encoder": EncoderGpu(ctx, parts["encoder"]),
         "postnet": PostnetGpu(ctx, parts["postnet"]),
         "decoder": GpuDecoder(ctx, config.tacotron2, parts["decoder"], precision=precision),
-        "waveglow": WaveGlowGpu(ctx, parts["waveglow"]),
+        "waveglow": WaveGlowGpu(ctx, parts["waveglow"], tf32=tf32),
         "denoiser": engine_denoiser(ctx, dn["fwd"], dn["inv"], dn["win_sq"], int(dn["filter_length"]),
                                     int(dn["hop_length"])),
     }
@@ -398,9 +420,9 @@ def engine_denoiser(ctx, fwd, inv, win_sq, filter_length: int, hop_length: int):
 
 
 def compile_requests(config: VoiceConfig, parts: Mapping[str, Any], precision: str,
-                     arch: str) -> list[dict[str, Any]]:
+                     arch: str, tf32: bool = False) -> list[dict[str, Any]]:
     rec = _PlanContext(arch)
-    construct_stages(rec, config, parts, precision)
+    construct_stages(rec, config, parts, precision, tf32)
     return rec.requests
 
 
@@ -451,13 +473,14 @@ def build_engine(key: EngineKey, config: VoiceConfig, tacotron2_weights, waveglo
                  progress: Progress | None = None) -> Engine:
     t0 = time.perf_counter()
     parts = pack(config, tacotron2_weights, waveglow_weights, key.precision, progress)
-    modules = compile_modules(compile_requests(config, parts, key.precision, key.arch), key.arch, progress)
+    modules = compile_modules(compile_requests(config, parts, key.precision, key.arch, key.tf32), key.arch,
+                              progress)
     return Engine(key, parts, modules, seconds=time.perf_counter() - t0)
 
 
 def _folder_name(config: VoiceConfig, key: EngineKey) -> str:
     voice = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.name or "voice").strip("._")[:40] or "voice"
-    return f"{voice}-{key.precision}-{key.arch}-{key.digest()[:16]}"
+    return f"{voice}-{key.precision}{'-tf32' if key.tf32 else ''}-{key.arch}-{key.digest()[:16]}"
 
 
 def serialize(engine: Engine) -> tuple[bytes, dict[str, Any]]:
@@ -588,11 +611,11 @@ def load_engine(folder: Path, key: EngineKey) -> Engine:
 
 def get_engine(path: Path | None, config: VoiceConfig, tacotron2_weights, waveglow_weights, *, gpu_name: str,
                arch: str, precision: str, max_batch: int, cache_dir: Path | None = None,
-               progress: Progress | None = None) -> Engine:
+               progress: Progress | None = None, tf32: bool = False) -> Engine:
     """The cached engine for this key, or a fresh build (saved to the cache where it can be)."""
     t0 = time.perf_counter()
     key = make_key(path, config, tacotron2_weights, waveglow_weights, gpu_name=gpu_name, arch=arch,
-                   precision=precision, max_batch=max_batch)
+                   precision=precision, max_batch=max_batch, tf32=tf32)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = cache / _folder_name(config, key)
     problems = []

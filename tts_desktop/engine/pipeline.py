@@ -23,6 +23,10 @@ group (items grouped up to WG_GROUP_FRAMES mel frames: ~50 ms of FP16 work at th
 ahead). On cancel the queued work is drained, then SynthesisCancelled is raised; the engine stays
 usable.
 
+Precision: 'fp16', 'fp32' (strict: float32 arithmetic throughout, cuBLAS without TF32), or 'fp32'
+with tf32=True, the one stated exception: WaveGlow's cuBLAS GEMMs on TF32 tensor cores (operands
+with a 10-bit mantissa, FP32 accumulation); part of the engine's cache key and of `note`.
+
 Timings: device events between stage boundaries on the one stream, in seconds, for the whole batch
 (every item of a call gets the same numbers): encoder, decoder, postnet, waveglow, denoiser and
 copies (ids in + results out). Griffin-Lim, when chosen, runs on the CPU (the NumPy reference) on
@@ -42,7 +46,7 @@ import numpy as np
 from ..backends import BackendResult, pad_ids
 from ..cancel import SynthesisCancelled
 from ..model.config import VoiceConfig
-from .build import construct_stages, get_engine, module_key, preload_modules
+from .build import check_tf32, construct_stages, get_engine, module_key, preload_modules
 from .runtime import DeviceArray, GpuContext, _check
 
 CHUNK_STEPS = 16        # decoder steps per graph replay (~1.2 ms at ~75 us per step)
@@ -147,20 +151,25 @@ class GpuBackend:
 
     def __init__(self, path: Path | None, config: VoiceConfig, tacotron2_weights, waveglow_weights, *,
                  precision: str = "fp16", progress: Callable[[float, str], None] | None = None,
-                 max_batch: int = 32, cache_dir: Path | None = None) -> None:
+                 max_batch: int = 32, cache_dir: Path | None = None, tf32: bool = False) -> None:
+        """tf32 (precision 'fp32' only, sm_80+): WaveGlow's GEMMs on TF32 tensor cores (see
+        build.construct_stages); the default is the strict FP32 engine."""
         if precision not in ("fp16", "fp32"):
             raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
+        check_tf32(precision, tf32)
         t0 = time.perf_counter()
         self.config, self.precision, self.max_batch = config, precision, int(max_batch)
+        self.tf32 = bool(tf32)
         self.ctx = ctx = shared_context()
         self.engine = get_engine(path, config, tacotron2_weights, waveglow_weights, gpu_name=ctx.name,
                                  arch=ctx.arch, precision=precision, max_batch=self.max_batch,
-                                 cache_dir=cache_dir, progress=progress)
+                                 cache_dir=cache_dir, progress=progress, tf32=self.tf32)
+        assert self.engine.key.tf32 == self.tf32  # the key names the numeric contract
         t1 = time.perf_counter()
         preload_modules(ctx, self.engine.modules)
         wanted = {module_key(m) for m in self.engine.modules}
         before = set(ctx._modules)
-        self.stages = construct_stages(ctx, config, self.engine.parts, precision)
+        self.stages = construct_stages(ctx, config, self.engine.parts, precision, self.engine.key.tf32)
         # a stage asking for a module the engine lacks was just compiled by NVRTC: correct, but
         # the engine is incomplete (the build's plan and the run disagree); say so
         self.compiled_at_load = len(set(ctx._modules) - before - wanted)
@@ -178,7 +187,8 @@ class GpuBackend:
                                "bias": time.perf_counter() - t2}
         self.device_name = ctx.name
         how = "cached" if self.engine.cached else f"built in {self.engine.seconds:.1f} s"
-        self.note = f"GPU {ctx.name}, {precision.upper()} engine ({how}, ready in {self.load_seconds:.2f} s)"
+        kind = "FP32 engine with TF32 tensor-core GEMMs in WaveGlow" if self.tf32 else f"{precision.upper()} engine"
+        self.note = f"GPU {ctx.name}, {kind} ({how}, ready in {self.load_seconds:.2f} s)"
         if self.compiled_at_load:
             self.note += f"; {self.compiled_at_load} kernel module(s) compiled at load"
         if self.engine.problems:

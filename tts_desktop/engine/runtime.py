@@ -404,6 +404,13 @@ class Blas:
     DeviceArrays (or views). float32 everywhere -> cublasSgemm (no TF32: default math mode);
     float16 A/B -> cublasGemmEx with FP32 accumulation, C float16 or float32.
 
+    `tf32=True` (float32 operands only, sm_80+): cublasGemmEx with CUBLAS_COMPUTE_32F_FAST_TF32, so
+    cuBLAS may run the product on TF32 tensor cores: A and B enter the multiply with a 10-bit
+    mantissa (like FP16), products accumulate in FP32, C stays float32. A per-call choice, never a
+    handle math mode: the one Blas is shared by every engine of the process, and a strict FP32
+    engine must stay strict next to a TF32 one. (NVIDIA_TF32_OVERRIDE=0 in the environment makes
+    cuBLAS ignore the request.)
+
     A workspace is set up front so cuBLAS allocates nothing while a graph is being captured."""
 
     WORKSPACE_BYTES = 32 << 20
@@ -435,21 +442,32 @@ class Blas:
             del self._scalars[:2048]
         return a.ctypes.data
 
+    def compute_type(self, atype: int, btype: int, ctype: int, tf32: bool = False) -> int:
+        """cuBLAS compute type for these data types: FP32 (strict), or FP32 with TF32 tensor cores
+        allowed where `tf32` (float32 operands only: TF32 is a mode of FP32 GEMMs)."""
+        if not tf32:
+            return self._cb.ComputeType.COMPUTE_32F
+        if not atype == btype == ctype == CUDA_R_32F:
+            raise ValueError("TF32 applies to float32 GEMMs only (A, B and C float32)")
+        return self._cb.ComputeType.COMPUTE_32F_FAST_TF32
+
     def gemm_raw(self, transa: bool, transb: bool, m: int, n: int, k: int, a: int, atype: int, lda: int,
                  b: int, btype: int, ldb: int, c: int, ctype: int, ldc: int, alpha: float = 1.0,
-                 beta: float = 0.0) -> None:
-        """Column-major cublasGemmEx with FP32 compute (pointers as ints)."""
+                 beta: float = 0.0, *, tf32: bool = False) -> None:
+        """Column-major GEMM with FP32 accumulation (pointers as ints): cublasSgemm for float32,
+        cublasGemmEx otherwise, or for float32 with `tf32` (COMPUTE_32F_FAST_TF32)."""
         cb = self._cb
         ta = cb.Operation.T if transa else cb.Operation.N
         tb = cb.Operation.T if transb else cb.Operation.N
-        if atype == btype == ctype == CUDA_R_32F:
+        compute = self.compute_type(atype, btype, ctype, tf32)
+        if atype == btype == ctype == CUDA_R_32F and not tf32:
             cb.sgemm(self.handle, ta, tb, m, n, k, self._scalar(alpha), a, lda, b, ldb, self._scalar(beta), c, ldc)
         else:
             cb.gemm_ex(self.handle, ta, tb, m, n, k, self._scalar(alpha), a, atype, lda, b, btype, ldb,
-                       self._scalar(beta), c, ctype, ldc, cb.ComputeType.COMPUTE_32F, -1)
+                       self._scalar(beta), c, ctype, ldc, compute, -1)
 
     def gemm(self, A: DeviceArray, B: DeviceArray, C: DeviceArray, *, trans_a: bool = False,
-             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
+             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0, tf32: bool = False) -> None:
         # Row-major C (M x N) is column-major C^T; C^T = op(B)^T op(A)^T, so swap the operands.
         ra, ca = A.shape[-2:]
         rb, cb_ = B.shape[-2:]
@@ -460,13 +478,14 @@ class Blas:
         if A.dtype != B.dtype:
             raise TypeError("gemm: A and B must share a dtype")
         self.gemm_raw(trans_b, trans_a, N, M, K, B.ptr, _DT[B.dtype], cb_, A.ptr, _DT[A.dtype], ca,
-                      C.ptr, _DT[C.dtype], N, alpha, beta)
+                      C.ptr, _DT[C.dtype], N, alpha, beta, tf32=tf32)
 
-    sgemm = gemm  # float32 operands pick cublasSgemm
+    sgemm = gemm  # float32 operands pick cublasSgemm (cublasGemmEx, TF32 compute, with tf32=True)
     hgemm = gemm  # float16 operands pick cublasGemmEx (FP16 in, FP32 accumulate)
 
     def gemm_strided_batched(self, A: DeviceArray, B: DeviceArray, C: DeviceArray, *, trans_a: bool = False,
-                             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
+                             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0,
+                             tf32: bool = False) -> None:
         """Batched row-major gemm over the leading axis of 3-D A, B, C (A or B may be 2-D: shared)."""
         cb = self._cb
         nb = C.shape[0]
@@ -480,9 +499,10 @@ class Blas:
         sb = rb * cb_ if B.ndim == 3 else 0
         ta = cb.Operation.T if trans_b else cb.Operation.N
         tb = cb.Operation.T if trans_a else cb.Operation.N
+        compute = self.compute_type(_DT[A.dtype], _DT[B.dtype], _DT[C.dtype], tf32)
         cb.gemm_strided_batched_ex(
             self.handle, ta, tb, N, M, K, self._scalar(alpha), B.ptr, _DT[B.dtype], cb_, sb, A.ptr, _DT[A.dtype],
-            ca, sa, self._scalar(beta), C.ptr, _DT[C.dtype], N, M * N, nb, cb.ComputeType.COMPUTE_32F, -1)
+            ca, sa, self._scalar(beta), C.ptr, _DT[C.dtype], N, M * N, nb, compute, -1)
 
     def close(self) -> None:
         if self.handle:

@@ -18,7 +18,11 @@ FP16 engine: every GEMM operand and output in float16 with FP32 accumulation (cu
 wg_layer_fused's mma.sync for the res GEMM + gate + residual, see kernels/waveglow.cu); the WN
 output accumulator and the audio stay float32; the residual stream h is float16 (the centre tap of
 the GEMM operand, as in NVIDIA's FP16 model) with the fused kernel's default h_half, float32
-otherwise. FP32 engine: all float32, cublasSgemm without TF32.
+otherwise. FP32 engine: all float32, cublasSgemm without TF32 (strict), unless built with
+`tf32=True`: then the upsample GEMM and each layer's in/cond and res GEMMs run as cublasGemmEx with
+COMPUTE_32F_FAST_TF32 (TF32 tensor cores: operands with a 10-bit mantissa, FP32 accumulation,
+float32 storage everywhere); every kernel of this file (gate, residual, coupling, inverse 1x1 conv,
+start conv, the skip/end product) stays float32 arithmetic either way.
 """
 
 from __future__ import annotations
@@ -197,11 +201,15 @@ class WaveGlowGpu:
     without synchronising, so stages chain on the device (and can be captured in a CUDA graph)."""
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
-                 h_half: bool = True, fused_rows: int = 32):
+                 h_half: bool = True, fused_rows: int = 32, tf32: bool = False):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
-        than a float32 buffer. fused_rows: rows per tile of the fused kernel (16 or 32)."""
+        than a float32 buffer. fused_rows: rows per tile of the fused kernel (16 or 32).
+        tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc)."""
+        if tf32 and packed.fp16:
+            raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
+        self.tf32 = bool(tf32)
         self.ctx, self.packed, self.config = ctx, packed, packed.config
         cfg = packed.config
         c = cfg.wn_n_channels
@@ -269,7 +277,8 @@ class WaveGlowGpu:
 
     def _gemm(self, m, n, k, a, lda, b, ldb, c, ldc):
         """Column-major C (m x n) = A^T (A stored k x m) @ B (k x n): the TN case cuBLAS is fastest at."""
-        self.ctx.blas.gemm_raw(True, False, m, n, k, a, self._dt, lda, b, self._dt, ldb, c, self._dt, ldc)
+        self.ctx.blas.gemm_raw(True, False, m, n, k, a, self._dt, lda, b, self._dt, ldb, c, self._dt, ldc,
+                               tf32=self.tf32)
 
     def fused_layer(self, rows: int, bsz: int, layer: dict, n_out: int, acc: DeviceArray, d: int,
                     has_res: bool, row_off: DeviceArray | None = None, buf: _Buffers | None = None) -> None:
@@ -332,7 +341,8 @@ class WaveGlowGpu:
         cb.gemm_strided_batched_ex(
             blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
             self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0, blas._scalar(0.0),
-            buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf, cb.ComputeType.COMPUTE_32F, -1)
+            buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf,
+            blas.compute_type(self._dt, self._dt, self._dt, self.tf32), -1)
 
         # noise in final channel positions
         st_in = buf.state[0]
