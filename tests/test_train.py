@@ -398,3 +398,29 @@ def test_padding_to_a_graph_length_changes_nothing_but_batchnorm_statistics(corp
     # and the check can fail: without the scale the loss would be off by the padding's share
     frames = batch["mel"].shape[2]
     assert abs(float(split["loss"]) * frames / (-(-frames // 64) * 64) - float(plain["loss"].detach())) > 1e-3
+
+
+def test_a_non_finite_loss_skips_the_batch_and_too_many_stop_the_run(corpus, tmp_path, monkeypatch):
+    from tts_desktop.train import train as train_mod
+
+    real = train_mod.compute_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(model, cfg, batch):
+        calls["n"] += 1
+        losses, outputs = real(model, cfg, batch)
+        if calls["n"] == 3 or calls["n"] >= 7:  # one bad batch, later a run of them
+            losses = {**losses, "loss": losses["loss"] * float("nan")}
+        return losses, outputs
+
+    monkeypatch.setattr(train_mod, "compute_loss", sometimes_nan)
+    monkeypatch.setattr(train_mod, "MAX_BAD_STEPS", 4)
+    cfg = TrainConfig("tacotron2", str(corpus), str(tmp_path), minutes=5, max_steps=20, batch_size=4,
+                      model_config=TINY_T2, log_every=1, val_items=4)
+    with pytest.raises(FloatingPointError, match="4 times in a row"):
+        train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "log" / "train.jsonl").read_text().splitlines()]
+    skipped = [r for r in log if r.get("event", "").startswith("non-finite")]
+    assert [r["in_a_row"] for r in skipped] == [1, 1, 2, 3, 4]
+    # the bad batch was skipped, not counted: steps 1..5 were logged once each before the run of NaNs
+    assert [r["step"] for r in log if "loss" in r and "event" not in r] == [1, 2, 3, 4, 5]

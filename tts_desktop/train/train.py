@@ -55,6 +55,7 @@ SILENCE_LOG_MEL = math.log(1e-5)  # the mel front-end's floor: what silence look
 # not 12: the FP16 voice is then 56 + 51 MB (under the 120 MB), and the WaveGlow's
 # shards (48 MiB) plus what a run needs besides still fit one 64 MiB transfer to a fresh machine,
 # so its training can go on in a later session.
+MAX_BAD_STEPS = 20  # non-finite losses in a row before a run gives up
 DEMO_WAVEGLOW = {"wn_n_channels": 128, "n_flows": 8}
 
 
@@ -317,6 +318,7 @@ def train(cfg: TrainConfig) -> dict:
     save_seconds = 30.0 if device.type == "cuda" else 5.0  # until a real save has been timed
     # kept back at the end: the last checkpoint (save + validation) and the export (about as long)
     slowest_step = 0.0
+    bad_steps = 0
     last_save = time.perf_counter()
     stopped = "time"
     window: dict[str, float] = {}
@@ -352,14 +354,20 @@ def train(cfg: TrainConfig) -> dict:
             if step_fn is not None:  # forward and backward, gradients zeroed first
                 losses = step_fn.step(batch)
                 loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
             else:
                 with autocast():
                     losses, _ = compute_loss(model, cfg, batch)
                 loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
+            if not torch.isfinite(loss):
+                # one bad batch (an FP16 overflow in the flow, say) is skipped, as GradScaler skips
+                # an overflowing step; a run that keeps failing stops, its last checkpoint intact
+                bad_steps += 1
+                _log(log_path, {"event": "non-finite loss, batch skipped", "step": step, "in_a_row": bad_steps})
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise FloatingPointError(f"the loss was not finite {bad_steps} times in a row (step {step})")
+                continue
+            bad_steps = 0
+            if step_fn is None:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
