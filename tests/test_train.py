@@ -424,3 +424,27 @@ def test_a_non_finite_loss_skips_the_batch_and_too_many_stop_the_run(corpus, tmp
     assert [r["in_a_row"] for r in skipped] == [1, 1, 2, 3, 4]
     # the bad batch was skipped, not counted: steps 1..5 were logged once each before the run of NaNs
     assert [r["step"] for r in log if "loss" in r and "event" not in r] == [1, 2, 3, 4, 5]
+
+
+def test_sigusr1_ends_the_run_early_with_checkpoint_and_export(corpus, tmp_path, monkeypatch):
+    import signal
+
+    from tts_desktop.train import train as train_mod
+
+    real = train_mod.compute_loss
+    calls = {"n": 0}
+
+    def signal_on_third(model, cfg, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGUSR1)  # as `kill -USR1` from the lease's shell would
+        return real(model, cfg, batch)
+
+    monkeypatch.setattr(train_mod, "compute_loss", signal_on_third)
+    before = signal.getsignal(signal.SIGUSR1)
+    cfg = TrainConfig("tacotron2", str(corpus), str(tmp_path), minutes=5, max_steps=50, batch_size=4,
+                      model_config=TINY_T2, log_every=1, val_items=4)
+    result = train(cfg)
+    assert result["stopped"] == "signal SIGUSR1" and result["step"] == 3
+    assert result["checkpoint"].is_file() and all(f.is_file() for f in result["export"])
+    assert signal.getsignal(signal.SIGUSR1) == before  # the handler is given back

@@ -15,11 +15,16 @@ The checkpoint has the layout of NVIDIA's train.py (`state_dict`, `config` = the
 kwargs, `optimizer`, `scaler`, `epoch`, plus `iteration`, `train_config` and `elapsed_seconds`),
 so `tts_desktop.model.importer` reads it like an NGC checkpoint.
 
-Hyperparameters are NVIDIA's for one GPU with AMP (their DGX A100 1-GPU scripts): Tacotron2 Adam
-lr 1e-3, batch 128, weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam lr 1e-4,
-batch 10 of 8000-sample segments, no weight decay, clipping at 65504 (i.e. only against
-overflow), sigma 1.0. NVIDIA anneals the learning rate only after 500 epochs, far beyond these
-runs, so it is constant here. The WaveGlow is smaller than NVIDIA's (DEMO_WAVEGLOW below).
+Hyperparameters are NVIDIA's for one GPU (their DGX A100 1-GPU scripts): Tacotron2 Adam lr 1e-3,
+weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam, no weight decay, clipping at
+65504 (i.e. only against overflow), 8000-sample segments, sigma 1.0. Changed after measuring on an
+H100 (TrainConfig.resolved says why): Tacotron2 batch 64 (NVIDIA: 128), its decoder replayed from
+CUDA graphs in FP32 + TF32 (graphed.py; NVIDIA: eager FP16 AMP); WaveGlow batch 48 at lr 2e-4 in
+bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP). NVIDIA anneals the learning rate only after 500 epochs,
+far beyond these runs, so it is constant here. The WaveGlow is smaller than NVIDIA's
+(DEMO_WAVEGLOW below).
+
+SIGTERM or SIGUSR1 ends a run early the ordinary way: checkpoint, validation, export.
 
 Log (OUT/log/): train.jsonl, one JSON object per logged step (step, epoch, losses, grad norm, lr,
 wall-clock seconds, items/s) and per validation (val losses), and for Tacotron2 an alignment PNG
@@ -33,7 +38,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +92,14 @@ class TrainConfig:
     val_items: int = 64  # validation utterances (Tacotron2) or segments (WaveGlow) per check
 
     def resolved(self) -> "TrainConfig":
-        """NVIDIA's defaults filled in for the model."""
-        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=128, weight_decay=1e-6, grad_clip=1.0),
-                  "waveglow": dict(learning_rate=1e-4, batch_size=10, weight_decay=0.0, grad_clip=65504.0)}
+        """The defaults filled in for the model: NVIDIA's, but for the two batch sizes and the
+        WaveGlow learning rate, which were changed after measuring them on an H100 (see
+        docs/training.md, "What was measured"): Tacotron2 batch 64, not 128 (with the decoder
+        replayed from CUDA graphs a step takes 0.35 s, and more, smaller steps aligned the
+        attention within 3,425 steps / 21 minutes); WaveGlow batch 48 at lr 2e-4, not 10 at 1e-4
+        (NVIDIA's 8-GPU runs take 8 x 10 per step; at batch 10 the GPU idles on launches)."""
+        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=64, weight_decay=1e-6, grad_clip=1.0),
+                  "waveglow": dict(learning_rate=2e-4, batch_size=48, weight_decay=0.0, grad_clip=65504.0)}
         if self.model not in nvidia:
             raise ValueError(f"model must be tacotron2 or waveglow, not {self.model!r}")
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in nvidia[self.model].items()}
@@ -249,7 +261,10 @@ def train(cfg: TrainConfig) -> dict:
                                      and device.type == "cuda" and cfg.model == "tacotron2"))
     if graphs and (cfg.model != "tacotron2" or device.type != "cuda" or cfg.amp not in ("auto", "off")):
         raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
-    amp = "off" if graphs else ("fp16" if device.type == "cuda" else "off") if cfg.amp == "auto" else cfg.amp
+    # auto: FP32 + TF32 under graphs (Tacotron2); bf16 for WaveGlow, whose FP16 AMP run (NVIDIA's
+    # choice) went NaN at step 4,908 on the H100; bf16 has FP32's range and needs no loss scaling
+    auto_amp = "off" if device.type != "cuda" else "bf16" if cfg.model == "waveglow" else "fp16"
+    amp = "off" if graphs else auto_amp if cfg.amp == "auto" else cfg.amp
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
     def autocast():
@@ -315,6 +330,13 @@ def train(cfg: TrainConfig) -> dict:
                     "model_config": model.nvidia_config()})
 
     deadline = t_start + cfg.minutes * 60
+    # SIGTERM / SIGUSR1 end the piece early the ordinary way (checkpoint, validation, export), so
+    # a lease running short of device time still gets the progress back: `kill -USR1 PID`
+    stop_signal: list[int] = []
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            previous_handlers[sig] = signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
     save_seconds = 30.0 if device.type == "cuda" else 5.0  # until a real save has been timed
     # kept back at the end: the last checkpoint (save + validation) and the export (about as long)
     slowest_step = 0.0
@@ -340,62 +362,69 @@ def train(cfg: TrainConfig) -> dict:
         save_seconds = max(save_seconds, time.perf_counter() - t0)
         last_save = time.perf_counter()
 
-    while True:
-        for indices in bucketed_batches(data.lengths, cfg.batch_size, rng):
-            now = time.perf_counter()
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                stopped = "max_steps"
-                break
-            # keep back one more step (with margin) and a checkpoint's time
-            if now + 1.5 * slowest_step + 2 * save_seconds > deadline:
-                break
-            t0 = time.perf_counter()
-            batch = to_device(make_batch(list(indices)), device)
-            if step_fn is not None:  # forward and backward, gradients zeroed first
-                losses = step_fn.step(batch)
-                loss = losses["loss"]
+    try:
+        while True:
+            for indices in bucketed_batches(data.lengths, cfg.batch_size, rng):
+                now = time.perf_counter()
+                if stop_signal:
+                    stopped = f"signal {signal.Signals(stop_signal[0]).name}"
+                    break
+                if cfg.max_steps is not None and step >= cfg.max_steps:
+                    stopped = "max_steps"
+                    break
+                # keep back one more step (with margin) and a checkpoint's time
+                if now + 1.5 * slowest_step + 2 * save_seconds > deadline:
+                    break
+                t0 = time.perf_counter()
+                batch = to_device(make_batch(list(indices)), device)
+                if step_fn is not None:  # forward and backward, gradients zeroed first
+                    losses = step_fn.step(batch)
+                    loss = losses["loss"]
+                else:
+                    with autocast():
+                        losses, _ = compute_loss(model, cfg, batch)
+                    loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    # one bad batch (an FP16 overflow in the flow, say) is skipped, as GradScaler skips
+                    # an overflowing step; a run that keeps failing stops, its last checkpoint intact
+                    bad_steps += 1
+                    _log(log_path, {"event": "non-finite loss, batch skipped", "step": step, "in_a_row": bad_steps})
+                    if bad_steps >= MAX_BAD_STEPS:
+                        raise FloatingPointError(f"the loss was not finite {bad_steps} times in a row (step {step})")
+                    continue
+                bad_steps = 0
+                if step_fn is None:
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                for k, v in losses.items():
+                    window[k] = window.get(k, 0.0) + float(v.detach())
+                window["grad_norm"] = window.get("grad_norm", 0.0) + float(grad_norm)
+                window_items += len(indices)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                slowest_step = max(slowest_step, time.perf_counter() - t0) if step > 2 else slowest_step
+                if step % cfg.log_every == 0:
+                    n = cfg.log_every
+                    _log(log_path, {"step": step, "epoch": epoch, **{k: round(v / n, 6) for k, v in window.items()},
+                                    "lr": optimizer.param_groups[0]["lr"],
+                                    "items_per_s": round(window_items / (time.perf_counter() - window_t0), 2),
+                                    "wall": round(elapsed_before + time.perf_counter() - t_start, 1)})
+                    window, window_items, window_t0 = {}, 0, time.perf_counter()
+                if (time.perf_counter() - last_save > cfg.checkpoint_minutes * 60
+                        and deadline - time.perf_counter() > 4 * save_seconds):  # not just before the last
+                    checkpoint_now()
             else:
-                with autocast():
-                    losses, _ = compute_loss(model, cfg, batch)
-                loss = losses["loss"]
-            if not torch.isfinite(loss):
-                # one bad batch (an FP16 overflow in the flow, say) is skipped, as GradScaler skips
-                # an overflowing step; a run that keeps failing stops, its last checkpoint intact
-                bad_steps += 1
-                _log(log_path, {"event": "non-finite loss, batch skipped", "step": step, "in_a_row": bad_steps})
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise FloatingPointError(f"the loss was not finite {bad_steps} times in a row (step {step})")
+                epoch += 1
                 continue
-            bad_steps = 0
-            if step_fn is None:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            for k, v in losses.items():
-                window[k] = window.get(k, 0.0) + float(v.detach())
-            window["grad_norm"] = window.get("grad_norm", 0.0) + float(grad_norm)
-            window_items += len(indices)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            slowest_step = max(slowest_step, time.perf_counter() - t0) if step > 2 else slowest_step
-            if step % cfg.log_every == 0:
-                n = cfg.log_every
-                _log(log_path, {"step": step, "epoch": epoch, **{k: round(v / n, 6) for k, v in window.items()},
-                                "lr": optimizer.param_groups[0]["lr"],
-                                "items_per_s": round(window_items / (time.perf_counter() - window_t0), 2),
-                                "wall": round(elapsed_before + time.perf_counter() - t_start, 1)})
-                window, window_items, window_t0 = {}, 0, time.perf_counter()
-            if (time.perf_counter() - last_save > cfg.checkpoint_minutes * 60
-                    and deadline - time.perf_counter() > 4 * save_seconds):  # not just before the last
-                checkpoint_now()
-        else:
-            epoch += 1
-            continue
-        break
+            break
+    finally:  # a second signal from here on stops the process at once, as usual
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
     checkpoint_now()
     elapsed = elapsed_before + time.perf_counter() - t_start
