@@ -448,3 +448,20 @@ def test_sigusr1_ends_the_run_early_with_checkpoint_and_export(corpus, tmp_path,
     assert result["stopped"] == "signal SIGUSR1" and result["step"] == 3
     assert result["checkpoint"].is_file() and all(f.is_file() for f in result["export"])
     assert signal.getsignal(signal.SIGUSR1) == before  # the handler is given back
+
+
+def test_init_from_shards_continues_the_step_count_and_ramps_the_learning_rate(tacotron2_run, corpus, tmp_path):
+    shards = tacotron2_run["out"] / "export"
+    cfg = TrainConfig("tacotron2", str(corpus), str(tmp_path), minutes=5, max_steps=25 + 6, batch_size=4,
+                      learning_rate=1e-3, model_config=TINY_T2, log_every=1, val_items=4,
+                      init_from=str(shards), restart_warmup=4)
+    result = train(cfg)
+    assert result["step"] == 31
+    log = [json.loads(line) for line in (tmp_path / "log" / "train.jsonl").read_text().splitlines()]
+    assert log[0] == {"event": "initialised", "step": 25, "from": str(shards), "lr_warmup_steps": 4}
+    lrs = [r["lr"] for r in log if "lr" in r and "event" not in r]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    # the weights came from the shards: the first loss is far below a fresh model's
+    first = [r["loss"] for r in log if "loss" in r and "event" not in r][0]
+    fresh = _losses(tacotron2_run["out"])[0]
+    assert first < fresh

@@ -86,6 +86,9 @@ class TrainConfig:
     graphs: str = "auto"
     device: str = "auto"
     init_from: str | None = None  # folder with exported shards to start from (weights only)
+    # after --init-from, Adam starts with empty moments, and its first updates are full
+    # learning-rate steps however small the gradients: ramp the rate up over this many steps
+    restart_warmup: int = 200
     seed: int = 1234
     log_every: int = 20
     checkpoint_minutes: float = 5.0
@@ -285,6 +288,7 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")  # bf16 needs no loss scaling
     step, epoch, elapsed_before = 0, 0, 0.0
+    warmup = (0, 0)  # (first step, steps): the learning-rate ramp after --init-from
     if ckpt_path.is_file():  # resume: everything as it was
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(checkpoint["state_dict"])
@@ -298,7 +302,9 @@ def train(cfg: TrainConfig) -> dict:
         load_folded_state_dict(model, weights)
         step = int(info.get("step", 0))
         elapsed_before = float(info.get("elapsed_seconds", 0.0))
-        _log(log_path, {"event": "initialised", "step": step, "from": str(cfg.init_from)})
+        warmup = (step, cfg.restart_warmup)
+        _log(log_path, {"event": "initialised", "step": step, "from": str(cfg.init_from),
+                        "lr_warmup_steps": cfg.restart_warmup})
     model.to(device).train()
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate
@@ -398,6 +404,9 @@ def train(cfg: TrainConfig) -> dict:
                     scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if step < warmup[0] + warmup[1]:
+                    for group in optimizer.param_groups:
+                        group["lr"] = cfg.learning_rate * (step - warmup[0] + 1) / warmup[1]
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
