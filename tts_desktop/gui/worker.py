@@ -9,6 +9,7 @@ and synthesis checks between stages and every decoder step.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -18,13 +19,15 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice
+from tts_desktop.cli.cmd_export import export_phrases
+from tts_desktop.cli.errors import friendly_error
+from tts_desktop.gui.priority import lower_other_threads, lower_this_thread
+from tts_desktop.gui.ui_busy import UI_BUSY
 
 
 def describe_error(e: BaseException) -> str:
     """One line a user can act on. Known input errors keep their own message; anything else
     names its type so a bug report still says what happened."""
-    from tts_desktop.cli.errors import friendly_error
-
     message, _ = friendly_error(e)
     return message or f"{type(e).__name__}: {e}"
 
@@ -99,6 +102,10 @@ class SynthesisWorker(QObject):
         self.voice: Voice | None = None
         self.info: VoiceInfo | None = None
 
+    @Slot()
+    def lower_priority(self) -> None:
+        lower_this_thread()   # runs first on the worker's thread (connected to QThread.started)
+
     @Slot(object)
     def load(self, req: LoadRequest) -> None:
         # The current voice stays in place until the new one has loaded: a failed switch
@@ -130,7 +137,8 @@ class SynthesisWorker(QObject):
         audio_samples = 0
         count = 0
         try:
-            for sentence in self.voice.synthesize_stream(req.text, req.options, cancel=req.cancel):
+            for sentence in self.voice.synthesize_stream(req.text, req.options,
+                                                         cancel=UI_BUSY.cancel_check(req.cancel)):
                 if first is None:
                     first = time.perf_counter() - t0
                 audio_samples += len(sentence.audio)
@@ -154,8 +162,6 @@ class SynthesisWorker(QObject):
 
     @Slot(object)
     def export(self, req: ExportRequest) -> None:
-        from tts_desktop.cli.cmd_export import export_phrases
-
         if self.voice is None:
             self.exportFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
             return
@@ -163,7 +169,7 @@ class SynthesisWorker(QObject):
             report = export_phrases(self.voice, req.lines, req.out_dir, req.options, req.subtype,
                                     req.suffix, progress=lambda done, total, _n:
                                     self.exportProgress.emit(req.id, done, total),
-                                    cancel=req.cancel)
+                                    cancel=UI_BUSY.cancel_check(req.cancel))
         except SynthesisCancelled:
             self.exportCancelled.emit(req.id)
             return
@@ -171,6 +177,25 @@ class SynthesisWorker(QObject):
             self.exportFailed.emit(req.id, describe_error(e))
             return
         self.exportFinished.emit(req.id, report)
+
+
+UI_SWITCH_INTERVAL = 0.0005   # seconds; Python's default is 0.005
+
+
+def share_gil_fairly() -> None:
+    """Shorten how long a thread waiting for the GIL waits before the holder must give it up.
+
+    Between NumPy calls the worker runs plain Python, and PySide takes the GIL for every Python
+    slot, timer and virtual method Qt calls on the UI thread, dozens of times in one repaint. Each
+    time, while the worker runs Python, the UI thread waits out the switch interval: with Python's
+    5 ms, a 5 ms mel-plot repaint took 186 ms next to a busy Python thread; with 0.5 ms, 22 ms.
+    (The worker steps aside for the UI's own repaints, see ui_busy.py; this bounds everything
+    else.) The cost is more GIL hand-overs while both threads want it, each a few microseconds; a
+    thread that runs alone is never interrupted. Process-wide, so it is set here, where the second
+    thread starts, and never raised.
+    """
+    if sys.getswitchinterval() > UI_SWITCH_INTERVAL:
+        sys.setswitchinterval(UI_SWITCH_INTERVAL)
 
 
 class WorkerClient(QObject):
@@ -182,15 +207,19 @@ class WorkerClient(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        share_gil_fairly()
+        lower_other_threads()          # the BLAS pool, started with NumPy at the UI's priority
         self.thread = QThread()
         self.thread.setObjectName("synthesis-worker")
         self.worker = SynthesisWorker()
         self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.lower_priority)
         # Queued: the slots run on the worker's thread, one after another, in request order.
         self._load.connect(self.worker.load)
         self._speak.connect(self.worker.speak)
         self._export.connect(self.worker.export)
-        self.thread.start()
+        # LowPriority is what Windows and macOS honour; Linux ignores it (see priority.py).
+        self.thread.start(QThread.Priority.LowPriority)
         self._next_id = 0
         self.speaking: SpeakRequest | None = None
         self.exporting: ExportRequest | None = None
