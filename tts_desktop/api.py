@@ -131,20 +131,11 @@ class Voice:
 
         device="auto" takes the GPU when one is usable and falls back to the CPU; the reason for a
         fallback is in `voice.device_note`. device="cuda" raises `GpuUnavailable` instead.
+        `VoiceLoad` does the same in steps, for a caller that keeps serving meanwhile.
         """
-        from tts_desktop.backends import make_backend
-        from tts_desktop.model.voice_files import load_voice
-        from tts_desktop.voices import find_voice
-
-        if device not in DEVICES:
-            raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-        path = find_voice(voice)
-        config, tacotron2_weights, waveglow_weights = load_voice(path)
-        backend = make_backend(path, config, tacotron2_weights, waveglow_weights,
-                               device=device, precision=precision, progress=progress)
-        return cls(path, config, backend)
+        loading = VoiceLoad(voice, device=device, precision=precision)
+        loading.run(progress)
+        return loading.finish()
 
     @property
     def name(self) -> str:
@@ -196,6 +187,42 @@ class Voice:
         latency = time.perf_counter() - t0
         return Synthesis(text=text, sample_rate=self.sample_rate, sentences=sentences, audio=audio,
                          latency=latency, device=self.device)
+
+
+class VoiceLoad:
+    """`Voice.load` in three steps, so that the slow part can run on another thread while the
+    thread that owns the voice in use goes on serving with it (the GUI's worker does this):
+
+        loading = VoiceLoad(voice, device, precision)   # owning thread: quick (finds the folder;
+                                                        # the GPU's status and context)
+        loading.run(progress)                           # any thread: the weights and the slow part
+                                                        # of the backend (backends.BackendBuild)
+        voice = loading.finish()                        # owning thread: quick (the device part)
+    """
+
+    def __init__(self, voice: str | Path | None = None, device: str = "auto", precision: str = "fp16"):
+        from tts_desktop.backends import BackendBuild
+        from tts_desktop.voices import find_voice
+
+        if device not in DEVICES:
+            raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.path = find_voice(voice)
+        self._build = BackendBuild(device, precision)
+        self._config: VoiceConfig | None = None
+
+    def run(self, progress: Callable[[float, str], None] | None = None) -> None:
+        from tts_desktop.model.voice_files import load_voice
+
+        config, tacotron2_weights, waveglow_weights = load_voice(self.path)
+        self._build.run(self.path, config, tacotron2_weights, waveglow_weights, progress)
+        self._config = config
+
+    def finish(self) -> Voice:
+        if self._config is None:
+            raise RuntimeError("VoiceLoad.finish() before run()")
+        return Voice(self.path, self._config, self._build.finish())
 
 
 def join_sentences(pieces: list[np.ndarray], sample_rate: int, pause: float) -> np.ndarray:

@@ -476,7 +476,8 @@ class MainWindow(PaintsAsBusy, QMainWindow):
         self.player.begin(self.voice_info.sample_rate if self.voice_info else 22050)
         self._speak_id = self.client.speak(text, options)   # cancels a running one first
         self.stop_button.setEnabled(True)
-        self.show_message("Synthesizing…" if self._load_id is None
+        # While another voice builds, the one in use serves; only a first load makes Speak wait.
+        self.show_message("Synthesizing…" if self.voice_info is not None
                           else "Synthesizing once the voice has loaded…", 0)
 
     def stop(self) -> None:
@@ -678,7 +679,7 @@ class MainWindow(PaintsAsBusy, QMainWindow):
         self.player.stop()
         self.client.cancel_speak()
         self.client.cancel_export()
-        # A running stage finishes before the worker notices the cancel (a GPU engine build
-        # cannot be interrupted at all); waiting keeps Qt from destroying a running thread.
+        # A running stage finishes before the worker notices the cancel; waiting keeps Qt from
+        # destroying a running thread. A voice build in progress is not waited for (worker.py).
         self.client.shutdown()
         super().closeEvent(event)

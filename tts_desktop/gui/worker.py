@@ -5,6 +5,12 @@ its whole life. Requests arrive as queued signals and run one at a time, in orde
 as signals. Cancelling cannot travel as a signal (the worker's event loop is busy running the
 request), so every request carries its own `threading.Event`, which the GUI thread sets directly
 and synthesis checks between stages and every decoder step.
+
+Loading a voice can take minutes (reading the weights, building a GPU engine), so the worker only
+does the quick, device-touching ends of it (`api.VoiceLoad`) and leaves the slow middle, which
+needs no device, to a build thread of its own. Meanwhile the voice in use keeps serving Speak and
+Export; when the build is done the worker swaps the new voice in, between two requests. Requests
+that come before any voice has loaded wait for the first one.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice
+from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice, VoiceLoad
 from tts_desktop.cli.cmd_export import export_phrases
 from tts_desktop.cli.errors import friendly_error
 from tts_desktop.gui.priority import lower_other_threads, lower_this_thread
@@ -97,10 +103,17 @@ class SynthesisWorker(QObject):
     exportCancelled = Signal(int)
     exportFailed = Signal(int, str)
 
+    # From the build thread to this one (queued): the LoadRequest, its VoiceLoad, an error or None.
+    _built = Signal(object, object, object)
+
     def __init__(self) -> None:
         super().__init__()
         self.voice: Voice | None = None
         self.info: VoiceInfo | None = None
+        self._building: LoadRequest | None = None    # the load whose build thread is running
+        self._next_load: LoadRequest | None = None   # the latest load asked for meanwhile
+        self._waiting: list[SpeakRequest | ExportRequest] = []   # asked for before any voice
+        self._built.connect(self._finish_load, Qt.ConnectionType.QueuedConnection)
 
     @Slot()
     def lower_priority(self) -> None:
@@ -108,21 +121,73 @@ class SynthesisWorker(QObject):
 
     @Slot(object)
     def load(self, req: LoadRequest) -> None:
-        # The current voice stays in place until the new one has loaded: a failed switch
-        # (no GPU, a broken voice folder) leaves the user with the voice that worked.
+        # One build at a time: a load asked for during a build waits for it, and only the latest
+        # such request runs (an earlier one has been superseded in the window already).
+        if self._building is not None:
+            self._next_load = req
+            return
+        self._start_load(req)
+
+    def _start_load(self, req: LoadRequest) -> None:
+        self._building = req
         self.loadStarted.emit(req.id)
         try:
-            voice = Voice.load(req.voice, device=req.device, precision=req.precision,
-                               progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+            # On this thread: finding the folder, and the GPU's status and context if one is wanted
+            # (a machine without a usable GPU fails here, at once).
+            loading = VoiceLoad(req.voice, device=req.device, precision=req.precision)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message in the window
+            self._building = None
             self.loadFailed.emit(req.id, describe_error(e))
+            self._after_load()
             return
-        self.voice = voice
-        self.info = VoiceInfo(name=voice.name, path=Path(voice.path), device=voice.device,
-                              note=voice.device_note, sample_rate=voice.sample_rate,
-                              hop_length=voice.config.audio.hop_length,
-                              requested_device=req.device, precision=req.precision)
-        self.voiceLoaded.emit(req.id, self.info)
+        threading.Thread(target=self._build, args=(req, loading), name=f"voice-build-{req.id}",
+                         daemon=True).start()
+
+    def _build(self, req: LoadRequest, loading: VoiceLoad) -> None:
+        """On the build thread: the weights and the backend's slow part, without the device.
+        A daemon thread: closing the window does not wait for a build (it cannot be interrupted);
+        its engine files are written atomically, so a build cut short leaves nothing half-done."""
+        error = None
+        try:
+            loading.run(progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+        except Exception as e:  # noqa: BLE001
+            error = describe_error(e)
+        try:
+            self._built.emit(req, loading, error)
+        except RuntimeError:    # the worker is gone (the window closed meanwhile)
+            pass
+
+    @Slot(object, object, object)
+    def _finish_load(self, req: LoadRequest, loading: VoiceLoad, error: str | None) -> None:
+        # Back on the worker's thread, between two requests. The current voice stays in place until
+        # the new one is ready: a failed switch (no GPU, a broken voice folder) leaves the user
+        # with the voice that worked.
+        self._building = None
+        superseded = self._next_load is not None
+        if error is None and not superseded:
+            try:
+                voice = loading.finish()      # the device part, on the thread that will use it
+            except Exception as e:  # noqa: BLE001
+                error = describe_error(e)
+            else:
+                self.voice = voice
+                self.info = VoiceInfo(name=voice.name, path=Path(voice.path), device=voice.device,
+                                      note=voice.device_note, sample_rate=voice.sample_rate,
+                                      hop_length=voice.config.audio.hop_length,
+                                      requested_device=req.device, precision=req.precision)
+                self.voiceLoaded.emit(req.id, self.info)
+        if error is not None:
+            self.loadFailed.emit(req.id, error)
+        self._after_load()
+
+    def _after_load(self) -> None:
+        if self._next_load is not None:
+            req, self._next_load = self._next_load, None
+            self._start_load(req)
+            return
+        waiting, self._waiting = self._waiting, []
+        for req in waiting:     # a voice now, or a message that there is none
+            (self.speak if isinstance(req, SpeakRequest) else self.export)(req)
 
     @Slot(object)
     def speak(self, req: SpeakRequest) -> None:
@@ -130,6 +195,9 @@ class SynthesisWorker(QObject):
             self.speakCancelled.emit(req.id)
             return
         if self.voice is None:
+            if self._building is not None:
+                self._waiting.append(req)      # served once the first voice has loaded
+                return
             self.speakFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
             return
         t0 = time.perf_counter()
@@ -163,6 +231,9 @@ class SynthesisWorker(QObject):
     @Slot(object)
     def export(self, req: ExportRequest) -> None:
         if self.voice is None:
+            if self._building is not None:
+                self._waiting.append(req)
+                return
             self.exportFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
             return
         try:
