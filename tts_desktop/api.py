@@ -145,21 +145,11 @@ class Voice:
         precision="fp32" is strict FP32; with tf32=True (fp32 only, an Ampere or newer GPU) the
         FP32 engine runs WaveGlow's GEMMs on TF32 tensor cores: faster, with FP16-like rounding of
         the GEMM operands (the CPU reference ignores it).
+        `VoiceLoad` does the same in steps, for a caller that keeps serving meanwhile.
         """
-        from tts_desktop.backends import make_backend
-        from tts_desktop.model.voice_files import load_voice
-        from tts_desktop.voices import find_voice
-
-        if device not in DEVICES:
-            raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-        precision_label(precision, tf32)  # TF32 with fp16 is refused before anything is loaded
-        path = find_voice(voice)
-        config, tacotron2_weights, waveglow_weights = load_voice(path)
-        backend = make_backend(path, config, tacotron2_weights, waveglow_weights,
-                               device=device, precision=precision, progress=progress, tf32=tf32)
-        return cls(path, config, backend)
+        loading = VoiceLoad(voice, device=device, precision=precision, tf32=tf32)
+        loading.run(progress)
+        return loading.finish()
 
     @property
     def name(self) -> str:
@@ -211,6 +201,44 @@ class Voice:
         latency = time.perf_counter() - t0
         return Synthesis(text=text, sample_rate=self.sample_rate, sentences=sentences, audio=audio,
                          latency=latency, device=self.device)
+
+
+class VoiceLoad:
+    """`Voice.load` in three steps, so that the slow part can run on another thread while the
+    thread that owns the voice in use goes on serving with it (the GUI's worker does this):
+
+        loading = VoiceLoad(voice, device, precision)   # owning thread: quick (finds the folder;
+                                                        # the GPU's status and context)
+        loading.run(progress)                           # any thread: the weights and the slow part
+                                                        # of the backend (backends.BackendBuild)
+        voice = loading.finish()                        # owning thread: quick (the device part)
+    """
+
+    def __init__(self, voice: str | Path | None = None, device: str = "auto", precision: str = "fp16",
+                 tf32: bool = False):
+        from tts_desktop.backends import BackendBuild
+        from tts_desktop.voices import find_voice
+
+        if device not in DEVICES:
+            raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        precision_label(precision, tf32)  # TF32 with fp16 is refused before anything is loaded
+        self.path = find_voice(voice)
+        self._build = BackendBuild(device, precision, tf32=tf32)
+        self._config: VoiceConfig | None = None
+
+    def run(self, progress: Callable[[float, str], None] | None = None) -> None:
+        from tts_desktop.model.voice_files import load_voice
+
+        config, tacotron2_weights, waveglow_weights = load_voice(self.path)
+        self._build.run(self.path, config, tacotron2_weights, waveglow_weights, progress)
+        self._config = config
+
+    def finish(self) -> Voice:
+        if self._config is None:
+            raise RuntimeError("VoiceLoad.finish() before run()")
+        return Voice(self.path, self._config, self._build.finish())
 
 
 def join_sentences(pieces: list[np.ndarray], sample_rate: int, pause: float) -> np.ndarray:

@@ -123,6 +123,92 @@ class CpuBackend:
         return results
 
 
+class BackendBuild:
+    """`make_backend` in three steps, for a caller that keeps serving requests while a new backend
+    is made (the GUI's worker builds one on a helper thread and swaps it in when it is ready):
+
+        build = BackendBuild(device="auto", precision="fp16")      # owning thread: quick
+        build.run(path, config, tacotron2_weights, waveglow_weights, progress)  # any thread: slow
+        backend = build.finish()                                   # owning thread: quick
+
+    Only `__init__` (the GPU's status and its context) and `finish` (weights to the GPU, stages,
+    the denoiser's bias) touch the device, so a GPU backend's CUDA context is only ever used from
+    the thread that owns the backend. `run` is what takes time and needs no device: building the
+    NumPy reference, or packing and NVRTC-compiling the GPU engine (tens of seconds the first
+    time; a cached engine is read and checked instead). Where the GPU cannot be used, 'auto' falls
+    back to the NumPy reference at whichever step found out, with the reason in `note`; 'cuda'
+    raises.
+    """
+
+    def __init__(self, device: str = "auto", precision: str = "fp16", tf32: bool = False) -> None:
+        if tf32 and precision != "fp32":
+            raise ValueError(f"TF32 applies to the FP32 engine only (precision 'fp32'), not {precision!r}")
+        self.device, self.precision, self.tf32 = device, precision, bool(tf32)
+        self._cpu_note = "CPU (NumPy reference)"
+        self._ctx = None
+        self._engine = None
+        self._backend = None
+        self._inputs: tuple | None = None
+        if device == "cpu":
+            return
+        from tts_desktop.engine.runtime import GpuUnavailable, gpu_status
+
+        ok, reason = gpu_status()
+        if not ok:
+            if device == "cuda":
+                raise GpuUnavailable(reason)
+            self._cpu_note = f"CPU (NumPy reference): no usable GPU: {reason}"
+            return
+        from tts_desktop.engine.pipeline import shared_context
+
+        try:
+            self._ctx = shared_context()
+        except Exception as e:  # noqa: BLE001 - 'auto' still has the CPU
+            self._fall_back(e)
+
+    def run(self, path: Path | None, config: VoiceConfig, tacotron2_weights, waveglow_weights,
+            progress: Callable[[float, str], None] | None = None) -> None:
+        self._inputs = (path, config, tacotron2_weights, waveglow_weights)
+        if self._ctx is None:
+            self._backend = CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+            return
+        from tts_desktop.engine.build import get_engine
+        from tts_desktop.engine.pipeline import DEFAULT_MAX_BATCH
+
+        try:
+            self._engine = get_engine(path, config, tacotron2_weights, waveglow_weights,
+                                      gpu_name=self._ctx.name, arch=self._ctx.arch,
+                                      precision=self.precision, max_batch=DEFAULT_MAX_BATCH,
+                                      progress=progress, tf32=self.tf32)
+        except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
+            self._fall_back(e)
+            self._backend = CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+
+    def finish(self):
+        if self._inputs is None:
+            raise RuntimeError("BackendBuild.finish() before run()")
+        if self._backend is not None:
+            return self._backend
+        from tts_desktop.engine.pipeline import GpuBackend
+
+        path, config, tacotron2_weights, waveglow_weights = self._inputs
+        try:
+            return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
+                              precision=self.precision, engine=self._engine, tf32=self.tf32)
+        except Exception as e:  # noqa: BLE001
+            self._fall_back(e)
+            return CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+
+    def _fall_back(self, e: Exception) -> None:
+        """'cuda' re-raises; 'auto' goes on with the NumPy reference, saying why."""
+        if self.device == "cuda":
+            raise e
+        from tts_desktop.engine.compile import headline
+
+        self._ctx = None
+        self._cpu_note = f"CPU (NumPy reference): the GPU engine cannot run this voice: {headline(e)}"
+
+
 def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_weights, *,
                  device: str = "auto", precision: str = "fp16",
                  progress: Callable[[float, str], None] | None = None, tf32: bool = False):
@@ -130,28 +216,6 @@ def make_backend(path: Path, config: VoiceConfig, tacotron2_weights, waveglow_we
 
     tf32: the FP32 GPU engine with WaveGlow's GEMMs on TF32 tensor cores (precision 'fp32' only);
     the NumPy reference has no such mode and ignores it (it is stricter, never less strict)."""
-    if tf32 and precision != "fp32":
-        raise ValueError(f"TF32 applies to the FP32 engine only (precision 'fp32'), not {precision!r}")
-    if device == "cpu":
-        return CpuBackend(config, tacotron2_weights, waveglow_weights, note="CPU (NumPy reference)")
-    from tts_desktop.engine.runtime import GpuUnavailable, gpu_status
-
-    ok, reason = gpu_status()
-    if not ok:
-        if device == "cuda":
-            raise GpuUnavailable(reason)
-        return CpuBackend(config, tacotron2_weights, waveglow_weights,
-                          note=f"CPU (NumPy reference): no usable GPU: {reason}")
-    from tts_desktop.engine.pipeline import GpuBackend
-
-    try:
-        return GpuBackend(path, config, tacotron2_weights, waveglow_weights,
-                          precision=precision, progress=progress, tf32=tf32)
-    except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
-        if device == "cuda":
-            raise
-        from tts_desktop.engine.compile import headline
-
-        first_line = headline(e)
-        return CpuBackend(config, tacotron2_weights, waveglow_weights,
-                          note=f"CPU (NumPy reference): the GPU engine cannot run this voice: {first_line}")
+    build = BackendBuild(device, precision, tf32=tf32)
+    build.run(path, config, tacotron2_weights, waveglow_weights, progress)
+    return build.finish()

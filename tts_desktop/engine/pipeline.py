@@ -49,6 +49,7 @@ from ..model.config import VoiceConfig
 from .build import check_tf32, construct_stages, get_engine, module_key, preload_modules
 from .runtime import DeviceArray, GpuContext, _check
 
+DEFAULT_MAX_BATCH = 32  # items per call the engine is planned for (part of its cache key)
 CHUNK_STEPS = 16        # decoder steps per graph replay (~1.2 ms at ~75 us per step)
 T_IN_BUCKET = 32        # the input length rounds up to this: decoder plans (and graphs) get reused
 WG_GROUP_FRAMES = {"fp16": 2048, "fp32": 512}  # mel frames per WaveGlow call: ~50 ms of work
@@ -151,9 +152,12 @@ class GpuBackend:
 
     def __init__(self, path: Path | None, config: VoiceConfig, tacotron2_weights, waveglow_weights, *,
                  precision: str = "fp16", progress: Callable[[float, str], None] | None = None,
-                 max_batch: int = 32, cache_dir: Path | None = None, tf32: bool = False) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, cache_dir: Path | None = None, tf32: bool = False,
+                 engine: Engine | None = None) -> None:
         """tf32 (precision 'fp32' only, sm_80+): WaveGlow's GEMMs on TF32 tensor cores (see
-        build.construct_stages); the default is the strict FP32 engine."""
+        build.construct_stages); the default is the strict FP32 engine.
+        engine: one already built (get_engine) for this precision, tf32, max_batch and the shared
+        context's GPU; backends.BackendBuild builds it on another thread, which needs no device."""
         if precision not in ("fp16", "fp32"):
             raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
         check_tf32(precision, tf32)
@@ -161,9 +165,11 @@ class GpuBackend:
         self.config, self.precision, self.max_batch = config, precision, int(max_batch)
         self.tf32 = bool(tf32)
         self.ctx = ctx = shared_context()
-        self.engine = get_engine(path, config, tacotron2_weights, waveglow_weights, gpu_name=ctx.name,
-                                 arch=ctx.arch, precision=precision, max_batch=self.max_batch,
-                                 cache_dir=cache_dir, progress=progress, tf32=self.tf32)
+        if engine is None:
+            engine = get_engine(path, config, tacotron2_weights, waveglow_weights, gpu_name=ctx.name,
+                                arch=ctx.arch, precision=precision, max_batch=self.max_batch,
+                                cache_dir=cache_dir, progress=progress, tf32=self.tf32)
+        self.engine = engine
         assert self.engine.key.tf32 == self.tf32  # the key names the numeric contract
         t1 = time.perf_counter()
         preload_modules(ctx, self.engine.modules)

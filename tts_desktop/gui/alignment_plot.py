@@ -14,6 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from tts_desktop.gui.plot_view import PlotView, apply_range_now, plain_axes
+
 LABEL_PIXELS = 16   # minimum vertical room per symbol label
 
 
@@ -35,13 +37,15 @@ def _symbol_text(s: str) -> str:
 class AlignmentPlot(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.view = pg.GraphicsLayoutWidget()
+        self.view = PlotView()
         self.plot = self.view.addPlot()
         self.plot.setTitle("Attention alignment")
         self.plot.setLabel("bottom", "decoder step (mel frame)")
         self.plot.setLabel("left", "input symbol")
         self.plot.hideButtons()
+        plain_axes(self.plot)
         self.cmap = pg.colormap.get("inferno")
+        self.lut = self.cmap.getLookupTable(nPts=256)   # shared: one per image costs ~0.5 ms each
         self.readout = QLabel("Hover over the alignment to read frame, time and symbol.")
         self.readout.setObjectName("alignmentReadout")
         layout = QVBoxLayout(self)
@@ -51,6 +55,7 @@ class AlignmentPlot(QWidget):
         layout.addWidget(self.readout)
         self.blocks: list[_Block] = []
         self.images: list[pg.ImageItem] = []
+        self._ticks: list | None = None
         self.plot.getViewBox().sigRangeChanged.connect(self._update_ticks)
         self.plot.getViewBox().sigResized.connect(self._update_ticks)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse)
@@ -80,9 +85,10 @@ class AlignmentPlot(QWidget):
         steps, n_in = alignment.shape
         block = _Block(self.total_steps, steps, self.total_symbols, list(symbols)[:n_in],
                        start, frame_seconds, alignment)
-        item = pg.ImageItem(alignment.T, axisOrder="row-major")   # rows: symbols, columns: steps
-        item.setColorMap(self.cmap)
-        item.setLevels((0.0, 1.0))    # attention weights are probabilities
+        # Rows: symbols, columns: steps. Attention weights are probabilities: fixed levels, which
+        # also spares pyqtgraph scanning the image for auto-levels.
+        item = pg.ImageItem(alignment.T, axisOrder="row-major", levels=(0.0, 1.0))
+        item.setLookupTable(self.lut)
         item.setRect(block.step0, block.sym0, steps, n_in)
         self.plot.addItem(item)
         self.images.append(item)
@@ -90,11 +96,11 @@ class AlignmentPlot(QWidget):
         self.plot.setXRange(0, max(self.total_steps, 1), padding=0.01)
         self.plot.setYRange(0, max(self.total_symbols, 1), padding=0.01)
         self._update_ticks()
+        apply_range_now(self.plot)
 
     def _update_ticks(self, *_) -> None:
-        axis = self.plot.getAxis("left")
         if not self.blocks:
-            axis.setTicks(None)
+            self._set_ticks(None)
             return
         (y0, y1) = self.plot.getViewBox().viewRange()[1]
         height = max(self.plot.getViewBox().height(), 1.0)
@@ -107,7 +113,14 @@ class AlignmentPlot(QWidget):
                 y = b.sym0 + i
                 if lo <= y < hi and y % stride == 0:
                     ticks.append((y + 0.5, _symbol_text(s)))
-        axis.setTicks([ticks, []])
+        self._set_ticks([ticks, []])
+
+    def _set_ticks(self, ticks) -> None:
+        # Range and resize signals call this several times per sentence, mostly with the same
+        # labels; setting them anyway makes the axis rebuild its picture on the next paint.
+        if ticks != self._ticks:
+            self._ticks = ticks
+            self.plot.getAxis("left").setTicks(ticks)
 
     def describe(self, x: float, y: float) -> str | None:
         """The readout for a point in plot coordinates (decoder step, symbol), or None outside."""

@@ -15,6 +15,12 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHB
                                QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout,
                                QWidget)
 
+# Imported with the window, not on the first Export click: an import runs Python on the UI thread
+# just as the worker starts computing, and under that GIL contention it stalled the dialog.
+from tts_desktop.cli.cmd_export import read_phrases
+from tts_desktop.cli.errors import CliError
+from tts_desktop.gui.ui_busy import PaintsAsBusy
+
 FORMATS = {"WAV, 16-bit": ("pcm16", ".wav"), "WAV, 32-bit float": ("float", ".wav"),
            "FLAC, 16-bit": ("pcm16", ".flac")}
 
@@ -41,7 +47,7 @@ def summary_text(report, out_dir: Path, cancelled: bool = False) -> str:
     return "\n".join(lines)
 
 
-class ExportDialog(QDialog):
+class ExportDialog(PaintsAsBusy, QDialog):
     """Asks the window to start an export; the window feeds progress and the result back."""
 
     startRequested = Signal(list, str, str, str)   # lines, out_dir, subtype, suffix
@@ -117,9 +123,6 @@ class ExportDialog(QDialog):
         self.summary.setPlainText(text)
 
     def start(self) -> None:
-        from tts_desktop.cli.cmd_export import read_phrases
-        from tts_desktop.cli.errors import CliError
-
         phrases, out = self.phrases.text().strip(), self.out_dir.text().strip()
         if not phrases:
             return self._error("Choose a phrase file.")
@@ -144,6 +147,9 @@ class ExportDialog(QDialog):
         self.summary.clear()
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        # Paint the new state now, while the worker is still idle, not on the next pass next to
+        # an export that has just started computing (a paint takes the GIL many times).
+        self.repaint()
         self.startRequested.emit(lines, str(out_dir), subtype, suffix)
 
     def cancel(self) -> None:

@@ -29,6 +29,7 @@ from tts_desktop.gui.player import AudioPlayer
 from tts_desktop.gui.settings import Settings
 from tts_desktop.gui.stats_panel import StatsPanel
 from tts_desktop.gui.transport import Transport
+from tts_desktop.gui.ui_busy import PaintsAsBusy
 from tts_desktop.gui.ui_queue import UiQueue
 from tts_desktop.gui.worker import VoiceInfo, WorkerClient
 
@@ -38,7 +39,7 @@ SAMPLE_TEXT = ("Hello! This is TTS Desktop, speaking with NVIDIA's Tacotron 2 an
                "Each sentence plays while the next one is being synthesized.")
 
 
-class MainWindow(QMainWindow):
+class MainWindow(PaintsAsBusy, QMainWindow):
     # Emitted on the GUI thread after the window has taken a worker result in (for observers such
     # as tests and the stall probe; the worker's own signals are emitted on the worker's thread).
     sentenceShown = Signal(int)        # sentences shown so far in this utterance
@@ -475,7 +476,8 @@ class MainWindow(QMainWindow):
         self.player.begin(self.voice_info.sample_rate if self.voice_info else 22050)
         self._speak_id = self.client.speak(text, options)   # cancels a running one first
         self.stop_button.setEnabled(True)
-        self.show_message("Synthesizing…" if self._load_id is None
+        # While another voice builds, the one in use serves; only a first load makes Speak wait.
+        self.show_message("Synthesizing…" if self.voice_info is not None
                           else "Synthesizing once the voice has loaded…", 0)
 
     def stop(self) -> None:
@@ -493,8 +495,10 @@ class MainWindow(QMainWindow):
         self._pieces = []
         self._stages = {}
         self._frames = 0
-        self.mel_plot.clear()
-        self.alignment_plot.clear()
+        # Queued like the sentences' plots (and before them): cleared in the same pass, both
+        # plots would repaint together just as the worker starts computing.
+        self._plot_jobs.run_later(self.mel_plot.clear)
+        self._plot_jobs.run_later(self.alignment_plot.clear)
         self.stats.clear()
         if self.voice_info:
             self.stats.set_device(self._where)
@@ -548,11 +552,13 @@ class MainWindow(QMainWindow):
         self.show_message(f"Spoke {summary.sentences} sentence(s): {summary.audio_seconds:.2f} s of "
                           f"audio in {summary.latency:.2f} s (RTF {rtf:.2f})", 0)
 
-        def finish() -> None:  # after the last sentence's plots, in the same queue
-            self.history_plot.add(summary.latency, summary.first_latency, rtf)
-            self.utteranceFinished.emit()
-
-        self._plot_jobs.run_later(finish)
+        # After the last sentence's plots, in the same queue, each half of the history plot in its
+        # own pass. The signal is a job of its own, a frame later: by then the history has been
+        # painted (while the worker is idle).
+        self._plot_jobs.run_later(lambda: self.history_plot.add_latency(summary.latency,
+                                                                        summary.first_latency))
+        self._plot_jobs.run_later(lambda: self.history_plot.add_rtf(rtf))
+        self._plot_jobs.run_later(self.utteranceFinished.emit)
 
     def _on_speak_cancelled(self, req_id: int) -> None:
         # Stop already updated the window; this only says the worker has let go of the request.
@@ -673,7 +679,7 @@ class MainWindow(QMainWindow):
         self.player.stop()
         self.client.cancel_speak()
         self.client.cancel_export()
-        # A running stage finishes before the worker notices the cancel (a GPU engine build
-        # cannot be interrupted at all); waiting keeps Qt from destroying a running thread.
+        # A running stage finishes before the worker notices the cancel; waiting keeps Qt from
+        # destroying a running thread. A voice build in progress is not waited for (worker.py).
         self.client.shutdown()
         super().closeEvent(event)

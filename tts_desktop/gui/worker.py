@@ -5,26 +5,35 @@ its whole life. Requests arrive as queued signals and run one at a time, in orde
 as signals. Cancelling cannot travel as a signal (the worker's event loop is busy running the
 request), so every request carries its own `threading.Event`, which the GUI thread sets directly
 and synthesis checks between stages and every decoder step.
+
+Loading a voice can take minutes (reading the weights, building a GPU engine), so the worker only
+does the quick, device-touching ends of it (`api.VoiceLoad`) and leaves the slow middle, which
+needs no device, to a build thread of its own. Meanwhile the voice in use keeps serving Speak and
+Export; when the build is done the worker swaps the new voice in, between two requests. Requests
+that come before any voice has loaded wait for the first one.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice
+from tts_desktop.api import SynthesisCancelled, SynthesisOptions, Voice, VoiceLoad
+from tts_desktop.cli.cmd_export import export_phrases
+from tts_desktop.cli.errors import friendly_error
+from tts_desktop.gui.priority import lower_other_threads, lower_this_thread
+from tts_desktop.gui.ui_busy import UI_BUSY
 
 
 def describe_error(e: BaseException) -> str:
     """One line a user can act on. Known input errors keep their own message; anything else
     names its type so a bug report still says what happened."""
-    from tts_desktop.cli.errors import friendly_error
-
     message, _ = friendly_error(e)
     return message or f"{type(e).__name__}: {e}"
 
@@ -94,28 +103,91 @@ class SynthesisWorker(QObject):
     exportCancelled = Signal(int)
     exportFailed = Signal(int, str)
 
+    # From the build thread to this one (queued): the LoadRequest, its VoiceLoad, an error or None.
+    _built = Signal(object, object, object)
+
     def __init__(self) -> None:
         super().__init__()
         self.voice: Voice | None = None
         self.info: VoiceInfo | None = None
+        self._building: LoadRequest | None = None    # the load whose build thread is running
+        self._next_load: LoadRequest | None = None   # the latest load asked for meanwhile
+        self._waiting: list[SpeakRequest | ExportRequest] = []   # asked for before any voice
+        self._built.connect(self._finish_load, Qt.ConnectionType.QueuedConnection)
+
+    @Slot()
+    def lower_priority(self) -> None:
+        lower_this_thread()   # runs first on the worker's thread (connected to QThread.started)
 
     @Slot(object)
     def load(self, req: LoadRequest) -> None:
-        # The current voice stays in place until the new one has loaded: a failed switch
-        # (no GPU, a broken voice folder) leaves the user with the voice that worked.
+        # One build at a time: a load asked for during a build waits for it, and only the latest
+        # such request runs (an earlier one has been superseded in the window already).
+        if self._building is not None:
+            self._next_load = req
+            return
+        self._start_load(req)
+
+    def _start_load(self, req: LoadRequest) -> None:
+        self._building = req
         self.loadStarted.emit(req.id)
         try:
-            voice = Voice.load(req.voice, device=req.device, precision=req.precision,
-                               progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+            # On this thread: finding the folder, and the GPU's status and context if one is wanted
+            # (a machine without a usable GPU fails here, at once).
+            loading = VoiceLoad(req.voice, device=req.device, precision=req.precision)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message in the window
+            self._building = None
             self.loadFailed.emit(req.id, describe_error(e))
+            self._after_load()
             return
-        self.voice = voice
-        self.info = VoiceInfo(name=voice.name, path=Path(voice.path), device=voice.device,
-                              note=voice.device_note, sample_rate=voice.sample_rate,
-                              hop_length=voice.config.audio.hop_length,
-                              requested_device=req.device, precision=req.precision)
-        self.voiceLoaded.emit(req.id, self.info)
+        threading.Thread(target=self._build, args=(req, loading), name=f"voice-build-{req.id}",
+                         daemon=True).start()
+
+    def _build(self, req: LoadRequest, loading: VoiceLoad) -> None:
+        """On the build thread: the weights and the backend's slow part, without the device.
+        A daemon thread: closing the window does not wait for a build (it cannot be interrupted);
+        its engine files are written atomically, so a build cut short leaves nothing half-done."""
+        error = None
+        try:
+            loading.run(progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+        except Exception as e:  # noqa: BLE001
+            error = describe_error(e)
+        try:
+            self._built.emit(req, loading, error)
+        except RuntimeError:    # the worker is gone (the window closed meanwhile)
+            pass
+
+    @Slot(object, object, object)
+    def _finish_load(self, req: LoadRequest, loading: VoiceLoad, error: str | None) -> None:
+        # Back on the worker's thread, between two requests. The current voice stays in place until
+        # the new one is ready: a failed switch (no GPU, a broken voice folder) leaves the user
+        # with the voice that worked.
+        self._building = None
+        superseded = self._next_load is not None
+        if error is None and not superseded:
+            try:
+                voice = loading.finish()      # the device part, on the thread that will use it
+            except Exception as e:  # noqa: BLE001
+                error = describe_error(e)
+            else:
+                self.voice = voice
+                self.info = VoiceInfo(name=voice.name, path=Path(voice.path), device=voice.device,
+                                      note=voice.device_note, sample_rate=voice.sample_rate,
+                                      hop_length=voice.config.audio.hop_length,
+                                      requested_device=req.device, precision=req.precision)
+                self.voiceLoaded.emit(req.id, self.info)
+        if error is not None:
+            self.loadFailed.emit(req.id, error)
+        self._after_load()
+
+    def _after_load(self) -> None:
+        if self._next_load is not None:
+            req, self._next_load = self._next_load, None
+            self._start_load(req)
+            return
+        waiting, self._waiting = self._waiting, []
+        for req in waiting:     # a voice now, or a message that there is none
+            (self.speak if isinstance(req, SpeakRequest) else self.export)(req)
 
     @Slot(object)
     def speak(self, req: SpeakRequest) -> None:
@@ -123,6 +195,9 @@ class SynthesisWorker(QObject):
             self.speakCancelled.emit(req.id)
             return
         if self.voice is None:
+            if self._building is not None:
+                self._waiting.append(req)      # served once the first voice has loaded
+                return
             self.speakFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
             return
         t0 = time.perf_counter()
@@ -130,7 +205,8 @@ class SynthesisWorker(QObject):
         audio_samples = 0
         count = 0
         try:
-            for sentence in self.voice.synthesize_stream(req.text, req.options, cancel=req.cancel):
+            for sentence in self.voice.synthesize_stream(req.text, req.options,
+                                                         cancel=UI_BUSY.cancel_check(req.cancel)):
                 if first is None:
                     first = time.perf_counter() - t0
                 audio_samples += len(sentence.audio)
@@ -154,16 +230,17 @@ class SynthesisWorker(QObject):
 
     @Slot(object)
     def export(self, req: ExportRequest) -> None:
-        from tts_desktop.cli.cmd_export import export_phrases
-
         if self.voice is None:
+            if self._building is not None:
+                self._waiting.append(req)
+                return
             self.exportFailed.emit(req.id, "no voice is loaded: choose or import a voice first")
             return
         try:
             report = export_phrases(self.voice, req.lines, req.out_dir, req.options, req.subtype,
                                     req.suffix, progress=lambda done, total, _n:
                                     self.exportProgress.emit(req.id, done, total),
-                                    cancel=req.cancel)
+                                    cancel=UI_BUSY.cancel_check(req.cancel))
         except SynthesisCancelled:
             self.exportCancelled.emit(req.id)
             return
@@ -171,6 +248,25 @@ class SynthesisWorker(QObject):
             self.exportFailed.emit(req.id, describe_error(e))
             return
         self.exportFinished.emit(req.id, report)
+
+
+UI_SWITCH_INTERVAL = 0.0005   # seconds; Python's default is 0.005
+
+
+def share_gil_fairly() -> None:
+    """Shorten how long a thread waiting for the GIL waits before the holder must give it up.
+
+    Between NumPy calls the worker runs plain Python, and PySide takes the GIL for every Python
+    slot, timer and virtual method Qt calls on the UI thread, dozens of times in one repaint. Each
+    time, while the worker runs Python, the UI thread waits out the switch interval: with Python's
+    5 ms, a 5 ms mel-plot repaint took 186 ms next to a busy Python thread; with 0.5 ms, 22 ms.
+    (The worker steps aside for the UI's own repaints, see ui_busy.py; this bounds everything
+    else.) The cost is more GIL hand-overs while both threads want it, each a few microseconds; a
+    thread that runs alone is never interrupted. Process-wide, so it is set here, where the second
+    thread starts, and never raised.
+    """
+    if sys.getswitchinterval() > UI_SWITCH_INTERVAL:
+        sys.setswitchinterval(UI_SWITCH_INTERVAL)
 
 
 class WorkerClient(QObject):
@@ -182,15 +278,19 @@ class WorkerClient(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        share_gil_fairly()
+        lower_other_threads()          # the BLAS pool, started with NumPy at the UI's priority
         self.thread = QThread()
         self.thread.setObjectName("synthesis-worker")
         self.worker = SynthesisWorker()
         self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.lower_priority)
         # Queued: the slots run on the worker's thread, one after another, in request order.
         self._load.connect(self.worker.load)
         self._speak.connect(self.worker.speak)
         self._export.connect(self.worker.export)
-        self.thread.start()
+        # LowPriority is what Windows and macOS honour; Linux ignores it (see priority.py).
+        self.thread.start(QThread.Priority.LowPriority)
         self._next_id = 0
         self.speaking: SpeakRequest | None = None
         self.exporting: ExportRequest | None = None

@@ -1,0 +1,129 @@
+"""A voice being loaded (a GPU engine being built, in real use) builds on a thread of its own: the
+voice in use keeps serving until the new one is swapped in. The build is made slow here by holding
+the backend factory at a gate the test opens, so "during the build" is certain, not a race."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import QThread
+
+from conftest import short_frames
+
+
+class GatedBuilds:
+    """From `arm()` on, every CpuBackend built waits (on the build thread) until the test opens
+    `gate`; `started` says one is waiting, `built` lists the ones finished."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.started, self.gate, self.built = threading.Event(), threading.Event(), []
+
+    def arm(self) -> None:
+        import tts_desktop.backends as backends
+
+        started, gate, built = self.started, self.gate, self.built
+
+        class GatedCpuBackend(backends.CpuBackend):
+            def __init__(self, *args, **kwargs):
+                started.set()
+                if not gate.wait(60):
+                    raise TimeoutError("the test never opened the gate")
+                super().__init__(*args, **kwargs)
+                built.append(self)
+
+        self.monkeypatch.setattr(backends, "CpuBackend", GatedCpuBackend)
+
+
+@pytest.fixture
+def gated_builds(monkeypatch):
+    builds = GatedBuilds(monkeypatch)
+    yield builds
+    builds.gate.set()      # never leave a build thread waiting
+
+
+def _count_calls(backend, log: list, name: str) -> None:
+    """Log (name, the QThread it ran on) for every call of the backend."""
+    real = backend.synthesize_ids
+
+    def counted(*args, **kwargs):
+        log.append((name, QThread.currentThread()))
+        return real(*args, **kwargs)
+
+    backend.synthesize_ids = counted
+
+
+def test_speak_during_a_build_is_served_by_the_current_voice_then_the_new_one_takes_over(
+        make_window, qtbot, gated_builds):
+    started, gate, built = gated_builds.started, gated_builds.gate, gated_builds.built
+    w = make_window()
+    gated_builds.arm()
+    short_frames(w, 8)
+    old = w.client.worker.voice
+    calls: list = []
+    _count_calls(old.backend, calls, "old")
+
+    w.load_voice(str(old.path))                  # e.g. a device switch: a new backend is built
+    assert started.wait(30), "the build never started"
+    assert w.load_progress.isVisible()
+    assert "keeps serving until it is ready" in w.status.currentMessage()
+
+    w.editor.setPlainText("Served meanwhile. By the voice in use.")
+    with qtbot.waitSignal(w.utteranceFinished, timeout=60000):
+        w.speak()
+    assert w.status.currentMessage().startswith("Spoke 2 sentence(s)")
+    assert [who for who, _ in calls] == ["old", "old"]
+    assert not built and not gate.is_set()       # answered while the build was still held
+    assert w.client.worker.voice is old and w._load_id is not None and w.load_progress.isVisible()
+
+    gate.set()
+    qtbot.waitUntil(lambda: w._load_id is None, timeout=60000)
+    new = w.client.worker.voice
+    assert new is not old and built == [new.backend]
+    assert not w.load_progress.isVisible() and w.voice_info.path == old.path
+    _count_calls(new.backend, calls, "new")
+    w.editor.setPlainText("Now the new one.")
+    with qtbot.waitSignal(w.utteranceFinished, timeout=60000):
+        w.speak()
+    assert [who for who, _ in calls] == ["old", "old", "new"]
+    # Both were served on the worker's own thread, never on the build thread.
+    assert all(thread is w.client.thread for _, thread in calls)
+
+
+def test_speak_before_the_first_voice_has_loaded_waits_for_it(make_window, qtbot, gated_builds):
+    started, gate, built = gated_builds.started, gated_builds.gate, gated_builds.built
+    gated_builds.arm()
+    w = make_window(wait=False)
+    assert started.wait(30)
+    short_frames(w, 8)
+    w.editor.setPlainText("Waiting for the voice.")
+    finished = []
+    w.utteranceFinished.connect(lambda: finished.append(1))
+    w.speak()
+    assert w.status.currentMessage() == "Synthesizing once the voice has loaded…"
+    qtbot.wait(300)
+    assert not finished and w.voice_info is None      # nothing to serve it yet: it waits
+    gate.set()
+    qtbot.waitUntil(lambda: bool(finished), timeout=60000)
+    assert w.voice_info is not None and built and len(w._pieces) == 1 and not w.last_error
+
+
+def test_only_the_latest_of_several_loads_asked_for_during_a_build_is_swapped_in(
+        make_window, qtbot, gated_builds, voice_dir):
+    started, gate, built = gated_builds.started, gated_builds.gate, gated_builds.built
+    w = make_window()
+    gated_builds.arm()
+    old = w.client.worker.voice
+    loaded = []
+    w.client.worker.voiceLoaded.connect(lambda req_id, info: loaded.append(req_id))
+    w.load_voice(str(voice_dir))
+    assert started.wait(30)
+    w.load_voice(str(voice_dir))                 # both queue behind the running build;
+    w.load_voice(str(voice_dir))                 # only this last one is built next
+    gate.set()
+    qtbot.waitUntil(lambda: w._load_id is None, timeout=60000)
+    qtbot.wait(200)
+    assert loaded == [w.client._next_id]          # the first build's result was dropped, unused
+    assert len(built) == 2 and w.client.worker.voice.backend is built[-1]
+    assert w.client.worker.voice is not old
