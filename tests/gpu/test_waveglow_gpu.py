@@ -245,8 +245,9 @@ def test_golden_small_waveglow_sigma0(ctx):
     assert errs[True] < FP16_TOL
 
 
-@pytest.mark.parametrize("batch", [1, 2, 3, 8, 32])
-def test_full_waveglow_ragged_given_z(ctx, full, batch):
+def _ragged_case(full, batch):
+    """The full model's ragged test case for `batch` items: (cfg, weights, lengths, mel, z, sigma,
+    the reference's audio), the same inputs for every engine compared on it."""
     cfg, w, ref_model = full
     rng = np.random.default_rng(100 + batch)
     hi = {1: 12, 2: 9, 3: 7, 8: 5, 32: 3}[batch]
@@ -254,7 +255,12 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
     mel = _padded_mel(rng, lengths)
     z = rng.standard_normal(ref_model.noise_shape(batch, max(lengths))).astype(np.float32)
     sigma = 0.6
-    ref = ref_model.infer(mel, sigma=sigma, z=z, lengths=lengths)
+    return cfg, w, lengths, mel, z, sigma, ref_model.infer(mel, sigma=sigma, z=z, lengths=lengths)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 8, 32])
+def test_full_waveglow_ragged_given_z(ctx, full, batch):
+    cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     errs = {}
     # FP32; FP16 as run by default (fused layer, h kept fp16); FP16 fused with h float32
     for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False))):
@@ -353,14 +359,7 @@ def test_tf32_full_waveglow_ragged_given_z(ctx, full, batch):
     """The FP32 engine with TF32 GEMMs against the NumPy reference (same inputs as
     test_full_waveglow_ragged_given_z), and the strict FP32 engine next to it on the same context
     (one cuBLAS handle): strict stays strict, before and after the TF32 engine ran."""
-    cfg, w, ref_model = full
-    rng = np.random.default_rng(100 + batch)
-    hi = {1: 12, 2: 9, 3: 7, 8: 5, 32: 3}[batch]
-    lengths = ragged_lengths(rng, batch, 1, hi)
-    mel = _padded_mel(rng, lengths)
-    z = rng.standard_normal(ref_model.noise_shape(batch, max(lengths))).astype(np.float32)
-    sigma = 0.6
-    ref = ref_model.infer(mel, sigma=sigma, z=z, lengths=lengths)
+    cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     packed = PackedWaveGlow.from_weights(cfg, w, fp16=False)
     engines = {"strict": WaveGlowGpu(ctx, packed), "tf32": WaveGlowGpu(ctx, packed, tf32=True)}
     d_mel = ctx.to_device(mel)

@@ -84,10 +84,12 @@ class GraphedTacotron2Step:
         grads = [p.grad for p in self.graph_params + self.eager_params] + [self.memory.grad]
         torch._foreach_zero_(grads)
 
-    def _decoder_loss(self, st: _Static) -> dict[str, torch.Tensor]:
+    def _decoder_loss_backward(self, st: _Static) -> dict[str, torch.Tensor]:
+        """Decoder + postnet + loss + backward on the static inputs: what the graph records."""
         outputs = self.model.decode(self.memory, self.text_lengths, st.mel, st.mel_lengths, st.frames_mask)
-        losses = tacotron2_loss(outputs, st.mel, st.gate)
-        return {k: v * st.scale for k, v in losses.items()}
+        losses = {k: v * st.scale for k, v in tacotron2_loss(outputs, st.mel, st.gate).items()}
+        losses["loss"].backward()
+        return losses
 
     def _static(self, frames: int) -> _Static:
         if frames not in self.statics:
@@ -107,14 +109,12 @@ class GraphedTacotron2Step:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._decoder_loss(st)["loss"].backward()
+                self._decoder_loss_backward(st)
         torch.cuda.current_stream().wait_stream(side)
         self.zero_grad()
         st.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(st.graph, pool=self.pool):
-            losses = self._decoder_loss(st)
-            losses["loss"].backward()
-            st.losses = {k: v.detach() for k, v in losses.items()}
+            st.losses = {k: v.detach() for k, v in self._decoder_loss_backward(st).items()}
         if self.pool is None:
             self.pool = st.graph.pool()
 
@@ -151,11 +151,6 @@ class GraphedTacotron2Step:
             losses = {k: v.clone() for k, v in st.losses.items()}
         # the encoder's share: the graph left d(loss)/d(memory) in self.memory.grad
         memory.backward(self.memory.grad[:, :memory.shape[1]])
-        return losses
-
-    def _decoder_loss_backward(self, st: _Static) -> dict[str, torch.Tensor]:
-        losses = self._decoder_loss(st)
-        losses["loss"].backward()
         return losses
 
 
