@@ -447,8 +447,11 @@ extern "C" __global__ void __launch_bounds__(NT, 4) dec_att_energy(
 // shared memory T_in floats. Block x == 0 of each item also stores the weights, adds them to the
 // cumulative weights and writes the alignment row (unless the item stopped at an earlier step: its
 // outputs keep their fill values).
-#define CTX_D 128
-static_assert(ENC % CTX_D == 0, "ENC multiple of 128");
+#ifndef CTX_D
+#define CTX_D 128  // decoder.py's context_dims(ENC)
+#endif
+static_assert(ENC % CTX_D == 0 && CTX_D % 8 == 0 && CTX_D <= NT && NT % (CTX_D / 8) == 0,
+              "CTX_D: a power of two from 8 to 128 dividing ENC");
 extern "C" __global__ void __launch_bounds__(NT) dec_att_context(
     const DecCtl* ctl, const float* epart, const wt* __restrict__ memory, const int* __restrict__ in_len,
     const int* stopped, float* aw, float* cum, float* context, float* alignment, int B, int T_in, int T_out) {

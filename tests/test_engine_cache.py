@@ -28,7 +28,7 @@ if cc.nvrtc_version() is None:
 from tts_desktop.model.config import Tacotron2Config, WaveGlowConfig  # noqa: E402
 from tts_desktop.model.random_voice import random_voice  # noqa: E402
 
-# decoder.cu's constraints (multiples of 8, ENC a multiple of 128, ATT_DIM 32..256), small WaveGlow
+# decoder.cu's constraints (multiples of 8, ATT_DIM 32..256), small WaveGlow
 T2 = Tacotron2Config(symbols_embedding_dim=32, encoder_embedding_dim=128, attention_rnn_dim=64, attention_dim=32,
                      attention_location_n_filters=8, attention_location_kernel_size=7, decoder_rnn_dim=96,
                      prenet_dim=32, postnet_embedding_dim=32, max_decoder_steps=40)

@@ -68,8 +68,25 @@ def test_unsupported_dimensions_give_a_one_line_reason():
     from tts_desktop.engine.compile import CompileError, compile_cuda, headline
 
     with pytest.raises(CompileError) as info:
-        compile_cuda(["decoder.cu"], "sm_90", defines={"ENC": 64})
-    assert headline(info.value) == 'static assertion failed with "ENC multiple of 128"'
+        compile_cuda(["decoder.cu"], "sm_90", defines={"ATT_DIM": 48})
+    assert headline(info.value) == 'static assertion failed with "ATT_DIM must be 32, 64, 128 or 256"'
+
+
+def test_decoder_compiles_for_the_golden_sizes():
+    """NVIDIA's small golden model (encoder 64, attention 32, LSTMs 96, prenet 32): dec_att_context
+    takes 64-dim blocks there (context_dims), so the golden voice runs on the GPU engine too."""
+    from tts_desktop.engine.compile import compile_cuda
+    from tts_desktop.engine.decoder import context_dims, decoder_defines
+    from tts_desktop.model.config import Tacotron2Config
+
+    golden = Tacotron2Config(symbols_embedding_dim=64, encoder_embedding_dim=64, attention_rnn_dim=96,
+                             attention_dim=32, attention_location_n_filters=8, decoder_rnn_dim=96,
+                             prenet_dim=32, postnet_embedding_dim=64)
+    assert [context_dims(e) for e in (512, 64, 96, 40)] == [128, 64, 32, 8]
+    with pytest.raises(ValueError, match="multiple of 8"):
+        context_dims(60)
+    for half in (False, True):
+        compile_cuda(["decoder.cu"], "sm_90", decoder_defines(golden, half))
 
 
 def test_blas_tf32_is_a_per_call_compute_type():

@@ -127,3 +127,39 @@ def test_only_the_latest_of_several_loads_asked_for_during_a_build_is_swapped_in
     assert loaded == [w.client._next_id]          # the first build's result was dropped, unused
     assert len(built) == 2 and w.client.worker.voice.backend is built[-1]
     assert w.client.worker.voice is not old
+
+
+def test_closing_the_window_stops_a_running_build_at_its_next_step_and_waits_for_it(
+        make_window, qtbot, monkeypatch):
+    """A build reports progress between its steps (packing, each kernel compile); once the window
+    closes, the next report ends the build, and close returns with no build thread left running
+    (none is cut off inside NVRTC at exit) and nothing swapped in."""
+    import time
+
+    import tts_desktop.api as api
+
+    w = make_window()
+    steps, started = [], threading.Event()
+
+    def slow_run(self, progress=None):
+        started.set()
+        for i in range(600):                   # 60 s of 0.1 s steps unless stopped
+            progress(i / 600, f"step {i}")
+            steps.append(i)
+            time.sleep(0.1)
+        raise AssertionError("the build was never stopped")
+
+    monkeypatch.setattr(api.VoiceLoad, "run", slow_run)
+    loaded = []
+    w.client.worker.voiceLoaded.connect(lambda req_id, info: loaded.append(req_id))
+    w.load_voice(str(w.client.worker.voice.path))
+    assert started.wait(30)
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=10000)
+    thread = w.client.worker._build_thread
+    assert thread is not None and thread.is_alive()
+    t0 = time.perf_counter()
+    w.close()
+    closed_in = time.perf_counter() - t0
+    assert not thread.is_alive(), "close returned with the build still running"
+    assert closed_in < 5, closed_in              # one 0.1 s step, not the 60 s build
+    assert len(steps) < 100 and not loaded

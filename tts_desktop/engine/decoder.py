@@ -30,7 +30,18 @@ from ..model.config import Tacotron2Config
 from .runtime import DeviceArray, GpuContext, _check, _kernel_arg
 
 GATE_FILL = np.float32(1e3)
-CTX_D = 128  # dims of the context per dec_att_context block (decoder.cu)
+
+
+def context_dims(enc: int) -> int:
+    """Dims of the context per dec_att_context block (decoder.cu's CTX_D): 128 at NVIDIA's sizes (four
+    blocks per item); smaller encoders (the golden model's 64) take the largest power of two that
+    divides them, down to the kernel's 8-wide loads."""
+    for d in (128, 64, 32, 16, 8):
+        if enc % d == 0:
+            return d
+    raise ValueError(f"encoder_embedding_dim {enc} is not a multiple of 8")
+
+
 PROJ_ROWS = 8  # projection rows per dec_project block (decoder.cu)
 
 
@@ -90,6 +101,7 @@ def decoder_defines(cfg: Tacotron2Config, half: bool, lstm_split: int = 2, energ
         "ENC": cfg.encoder_embedding_dim, "ATT_RNN": cfg.attention_rnn_dim, "DEC_RNN": cfg.decoder_rnn_dim,
         "ATT_DIM": cfg.attention_dim, "LOC_F": cfg.attention_location_n_filters,
         "LOC_K": cfg.attention_location_kernel_size, "LSTM_SPLIT": lstm_split, "ENERGY_AD": energy_ad,
+        "CTX_D": context_dims(cfg.encoder_embedding_dim),
     }  # fmt: skip
 
 
@@ -151,7 +163,7 @@ class _Plan:
 
     def launch_context(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        d._launch(k["dec_att_context"], (cfg.encoder_embedding_dim // CTX_D, B), 4 * T_in, target, self.ctl,
+        d._launch(k["dec_att_context"], (cfg.encoder_embedding_dim // context_dims(cfg.encoder_embedding_dim), B), 4 * T_in, target, self.ctl,
                   self.energy, self.memory, i["in_len"], i["stopped"], s["aw"], s["cum"], s["ctx"],
                   self.align if self.align is not None else np.uintp(0), B, T_in, self.T_out)
 

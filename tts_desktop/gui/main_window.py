@@ -680,6 +680,6 @@ class MainWindow(PaintsAsBusy, QMainWindow):
         self.client.cancel_speak()
         self.client.cancel_export()
         # A running stage finishes before the worker notices the cancel; waiting keeps Qt from
-        # destroying a running thread. A voice build in progress is not waited for (worker.py).
+        # destroying a running thread. A voice build stops at its next step and is waited for.
         self.client.shutdown()
         super().closeEvent(event)

@@ -31,6 +31,15 @@ from tts_desktop.gui.priority import lower_other_threads, lower_this_thread
 from tts_desktop.gui.ui_busy import UI_BUSY
 
 
+# A build step (one kernel module's NVRTC run, packing WaveGlow) takes seconds; closing the window
+# waits this long for the step in progress, then leaves the (daemon) build thread behind.
+BUILD_STOP_WAIT_S = 20.0
+
+
+class BuildCancelled(Exception):
+    """Raised at a build's next progress report once the window is closing."""
+
+
 def describe_error(e: BaseException) -> str:
     """One line a user can act on. Known input errors keep their own message; anything else
     names its type so a bug report still says what happened."""
@@ -113,6 +122,8 @@ class SynthesisWorker(QObject):
         self._building: LoadRequest | None = None    # the load whose build thread is running
         self._next_load: LoadRequest | None = None   # the latest load asked for meanwhile
         self._waiting: list[SpeakRequest | ExportRequest] = []   # asked for before any voice
+        self._closing = threading.Event()       # set from the GUI thread: builds stop at their next step
+        self._build_thread: threading.Thread | None = None
         self._built.connect(self._finish_load, Qt.ConnectionType.QueuedConnection)
 
     @Slot()
@@ -140,16 +151,27 @@ class SynthesisWorker(QObject):
             self.loadFailed.emit(req.id, describe_error(e))
             self._after_load()
             return
-        threading.Thread(target=self._build, args=(req, loading), name=f"voice-build-{req.id}",
-                         daemon=True).start()
+        self._build_thread = threading.Thread(target=self._build, args=(req, loading),
+                                              name=f"voice-build-{req.id}", daemon=True)
+        self._build_thread.start()
 
     def _build(self, req: LoadRequest, loading: VoiceLoad) -> None:
         """On the build thread: the weights and the backend's slow part, without the device.
-        A daemon thread: closing the window does not wait for a build (it cannot be interrupted);
-        its engine files are written atomically, so a build cut short leaves nothing half-done."""
+        Closing the window stops a build at its next progress report (between two packing steps
+        or two kernel compilations, a few seconds at most) and waits for that (stop_builds), so
+        no thread is cut off inside NVRTC at exit. Engine files are written atomically: a build
+        stopped before its save leaves nothing behind."""
+
+        def progress(fraction: float, message: str) -> None:
+            if self._closing.is_set():
+                raise BuildCancelled
+            self.loadProgress.emit(req.id, float(fraction), str(message))
+
         error = None
         try:
-            loading.run(progress=lambda f, m: self.loadProgress.emit(req.id, float(f), str(m)))
+            loading.run(progress=progress)
+        except BuildCancelled:
+            return
         except Exception as e:  # noqa: BLE001
             error = describe_error(e)
         try:
@@ -188,6 +210,16 @@ class SynthesisWorker(QObject):
         waiting, self._waiting = self._waiting, []
         for req in waiting:     # a voice now, or a message that there is none
             (self.speak if isinstance(req, SpeakRequest) else self.export)(req)
+
+    def stop_builds(self, timeout: float) -> bool:
+        """Any thread: stop a running build at its next step and wait up to `timeout` s for it;
+        True when no build thread is left running."""
+        self._closing.set()
+        thread = self._build_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     @Slot(object)
     def speak(self, req: SpeakRequest) -> None:
@@ -327,9 +359,12 @@ class WorkerClient(QObject):
         if self.exporting is not None:
             self.exporting.cancel.set()
 
-    def shutdown(self, wait_ms: int | None = None) -> bool:
-        """Cancel whatever runs and stop the thread; True when it ended (within wait_ms if given)."""
+    def shutdown(self, wait_ms: int | None = None, build_wait_s: float = BUILD_STOP_WAIT_S) -> bool:
+        """Cancel whatever runs, stop a voice build and the thread; True when both ended (the
+        worker within wait_ms if given, the build within build_wait_s)."""
         self.cancel_speak()
         self.cancel_export()
+        self.worker._closing.set()
         self.thread.quit()
-        return self.thread.wait() if wait_ms is None else self.thread.wait(wait_ms)
+        ended = self.thread.wait() if wait_ms is None else self.thread.wait(wait_ms)
+        return self.worker.stop_builds(build_wait_s) and ended
