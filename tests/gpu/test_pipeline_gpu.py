@@ -433,7 +433,7 @@ def test_voice_builds_on_another_thread_while_the_current_voice_serves(tmp_path,
     spies = monkeypatch.context()
     m = spies.__enter__()
     for cls, names in ((runtime.GpuContext, ("launch", "alloc", "to_device", "synchronize", "record",
-                                             "graph_builder", "blas", "set_max_dynamic_shmem")),
+                                             "graph_builder", "set_max_dynamic_shmem")),
                        (runtime.DeviceArray, ("copy_from", "to_host", "copy_from_device", "fill_bytes"))):
         for name in names:
             real = getattr(cls, name)

@@ -18,8 +18,8 @@ so `tts_desktop.model.importer` reads it like an NGC checkpoint.
 Hyperparameters are NVIDIA's for one GPU (their DGX A100 1-GPU scripts): Tacotron2 Adam lr 1e-3,
 weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam, no weight decay, clipping at
 65504 (i.e. only against overflow), 8000-sample segments, sigma 1.0. Changed after measuring on an
-H100 (TrainConfig.resolved says why): Tacotron2 batch 64 (NVIDIA: 128), its decoder replayed from
-CUDA graphs in FP32 + TF32 (graphed.py; NVIDIA: eager FP16 AMP); WaveGlow batch 48 at lr 2e-4 in
+H100 (TrainConfig.resolved says why): Tacotron2's decoder replayed from CUDA graphs in FP32 + TF32
+(graphed.py; NVIDIA: eager FP16 AMP) at NVIDIA's batch 128; WaveGlow batch 48 at lr 2e-4 in
 bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP). NVIDIA anneals the learning rate only after 500 epochs,
 far beyond these runs, so it is constant here. The WaveGlow is smaller than NVIDIA's
 (DEMO_WAVEGLOW below).
@@ -95,13 +95,14 @@ class TrainConfig:
     val_items: int = 64  # validation utterances (Tacotron2) or segments (WaveGlow) per check
 
     def resolved(self) -> "TrainConfig":
-        """The defaults filled in for the model: NVIDIA's, but for the two batch sizes and the
-        WaveGlow learning rate, which were changed after measuring them on an H100 (see
-        docs/training.md, "What was measured"): Tacotron2 batch 64, not 128 (with the decoder
-        replayed from CUDA graphs a step takes 0.35 s, and more, smaller steps aligned the
-        attention within 3,425 steps / 21 minutes); WaveGlow batch 48 at lr 2e-4, not 10 at 1e-4
-        (NVIDIA's 8-GPU runs take 8 x 10 per step; at batch 10 the GPU idles on launches)."""
-        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=64, weight_decay=1e-6, grad_clip=1.0),
+        """The defaults filled in for the model: NVIDIA's, but for WaveGlow's batch size and
+        learning rate, changed after measuring them on an H100 (see docs/training.md, "What was
+        measured"): batch 48 at lr 2e-4, not 10 at 1e-4 (NVIDIA's 8-GPU runs take 8 x 10 per step;
+        at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 keeps NVIDIA's
+        batch 128: replayed from CUDA graphs a step takes 0.41 s (310 utterances/s) against 0.35 s
+        at batch 64 (182/s). (The first pieces ran at 64, `--batch-size 64`, which aligned the
+        attention within 3,425 steps.)"""
+        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=128, weight_decay=1e-6, grad_clip=1.0),
                   "waveglow": dict(learning_rate=2e-4, batch_size=48, weight_decay=0.0, grad_clip=65504.0)}
         if self.model not in nvidia:
             raise ValueError(f"model must be tacotron2 or waveglow, not {self.model!r}")
