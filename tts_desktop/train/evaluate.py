@@ -2,6 +2,7 @@
 
     python -m tts_desktop.train.evaluate duration --voice resources/voices/demo --corpus corpus --n 100
     python -m tts_desktop.train.evaluate wer --corpus corpus --n 20 [--voice resources/voices/demo]
+    python -m tts_desktop.train.evaluate vocoder --voice resources/voices/demo --corpus corpus --n 5
 
 duration: for N validation sentences, the length the stop token gives (Tacotron2's decoded
 frames) against the length of espeak-ng's own recording of the same sentence (the corpus' mel
@@ -67,7 +68,9 @@ def duration_report(predicted_frames, reference_frames, reached_max, ids=None,
 
 
 def duration_benchmark(voice_dir, corpus, n: int = 100, backend: str = "reference", device: str = "cpu",
-                       seed: int = 0, log=print) -> dict:
+                       seed: int = 0, log=print, vocoder: str = "waveglow") -> dict:
+    """`vocoder` (backend 'api' only) does not change the frame counts; griffin-lim is the cheap
+    one on a CPU, waveglow on a GPU."""
     records = read_manifest(corpus, "val")[:n]
     predicted, reached = [], []
     if backend == "reference":
@@ -187,6 +190,50 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
     return report
 
 
+def vocoder_benchmark(voice_dir, corpus, n: int = 5, sigma: float = 0.6, seed: int = 0, whisper_dir=None,
+                      log=print, whisper: bool = True) -> dict:
+    """The voice's WaveGlow alone (NumPy reference, no denoiser) on espeak-ng's own mels of N
+    validation sentences: how close the mel of what it makes is to the mel it was given (Pearson
+    correlation and mean absolute difference of the log-mels), its loudness against espeak-ng's
+    (ratio of standard deviations), and, with whisper, Whisper's WER of its output next to that of
+    espeak-ng's recordings. This separates the vocoder's progress from the Tacotron2's."""
+    from tts_desktop.model.mel import mel_spectrogram
+    from tts_desktop.model.voice_files import load_voice
+    from tts_desktop.model.waveglow import WaveGlow
+
+    config, _, waveglow_weights = load_voice(voice_dir)
+    waveglow = WaveGlow(config.waveglow, waveglow_weights)
+    records = read_manifest(corpus, "val")[:n]
+    transcribe = Transcriber(whisper_dir) if whisper else None
+    sr = config.audio.sampling_rate
+    rng = np.random.default_rng(seed)
+    rows, hyps, espeak_hyps = [], [], []
+    for r in records:
+        mel = np.load(Path(corpus) / "mels" / f"{r['id']}.npy").astype(np.float32)
+        speech = np.load(Path(corpus) / "wavs" / f"{r['id']}.npy").astype(np.float32) / 32768.0
+        audio = waveglow.infer(mel[None], sigma=sigma, rng=rng)[0]
+        again = mel_spectrogram(np.clip(audio, -1.0, 1.0), config.audio)
+        k = min(again.shape[1], mel.shape[1])
+        row = {"id": r["id"], "mel_corr": round(float(np.corrcoef(again[:, :k].ravel(), mel[:, :k].ravel())[0, 1]), 4),
+               "mel_l1": round(float(np.abs(again[:, :k] - mel[:, :k]).mean()), 4),
+               "loudness_ratio": round(float(audio.std() / max(speech.std(), 1e-9)), 4)}
+        if transcribe is not None:
+            hyps.append(transcribe(audio, sr))
+            espeak_hyps.append(transcribe(speech, sr))
+            row["transcript"] = hyps[-1]
+        rows.append(row)
+        log(f"  {r['id']}: {row}")
+    report = {"sentences": len(records), "sigma": sigma,
+              "mel_corr": round(float(np.mean([x["mel_corr"] for x in rows])), 4),
+              "mel_l1": round(float(np.mean([x["mel_l1"] for x in rows])), 4),
+              "loudness_ratio": round(float(np.mean([x["loudness_ratio"] for x in rows])), 4), "items": rows}
+    if transcribe is not None:
+        refs = [r["text"] for r in records]
+        report["vocoder_wer"] = round(word_error_rate(refs, hyps), 4)
+        report["espeak_wer"] = round(word_error_rate(refs, espeak_hyps), 4)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tts_desktop.train.evaluate", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -202,12 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--voice")
     w.add_argument("--device", default="auto")
     w.add_argument("--whisper-dir", type=Path)
-    w.add_argument("--vocoder", choices=["waveglow", "griffin-lim"], default="waveglow")
+    v = sub.add_parser("vocoder", help="the voice's WaveGlow alone, on espeak-ng's own mels")
+    v.add_argument("--voice", required=True)
+    v.add_argument("--corpus", required=True)
+    v.add_argument("--n", type=int, default=5)
+    v.add_argument("--sigma", type=float, default=0.6)
+    v.add_argument("--whisper-dir", type=Path)
+    v.add_argument("--no-whisper", action="store_true", help="mel and loudness measures only")
+    v.add_argument("--out", type=Path, help="also write the report here (JSON)")
     for s in (d, w):
+        s.add_argument("--vocoder", choices=["waveglow", "griffin-lim"], default="waveglow",
+                       help="duration: backend api only (frame counts do not depend on it)")
         s.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = p.parse_args(argv)
     if args.command == "duration":
-        report = duration_benchmark(args.voice, args.corpus, args.n, args.backend, args.device)
+        report = duration_benchmark(args.voice, args.corpus, args.n, args.backend, args.device,
+                                    vocoder=args.vocoder)
+    elif args.command == "vocoder":
+        report = vocoder_benchmark(args.voice, args.corpus, args.n, args.sigma, whisper_dir=args.whisper_dir,
+                                   whisper=not args.no_whisper)
     else:
         report = wer_benchmark(args.corpus, args.n, args.voice, args.device, whisper_dir=args.whisper_dir,
                                vocoder=args.vocoder)

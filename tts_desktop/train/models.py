@@ -350,11 +350,13 @@ class Invertible1x1Conv(nn.Module):
         with torch.no_grad():
             self.conv.weight.copy_(w[:, :, None])
 
-    def forward(self, z):
+    def log_det(self, batch: int, n_steps: int) -> torch.Tensor:
+        """log|det| of the whole layer on (batch, c, n_steps): W applied at every step."""
+        return batch * n_steps * torch.logdet(self.conv.weight[:, :, 0].float())
+
+    def forward(self, z, with_log_det: bool = True):
         batch, _, n_steps = z.shape
-        w = self.conv.weight[:, :, 0]
-        log_det_w = batch * n_steps * torch.logdet(w.float())
-        return F.conv1d(z, self.conv.weight), log_det_w
+        return F.conv1d(z, self.conv.weight), self.log_det(batch, n_steps) if with_log_det else None
 
     def inverse(self, z):
         w_inv = torch.linalg.inv(self.conv.weight[:, :, 0].double()).to(z.dtype)
@@ -389,8 +391,10 @@ class WaveGlow(nn.Module):
         # channel c*G + g holds sample l*G + g of mel channel c
         return spect.reshape(b, c, n // G, G).permute(0, 1, 3, 2).reshape(b, c * G, n // G)
 
-    def forward(self, mel: torch.Tensor, audio: torch.Tensor):
-        """mel (B, n_mel, T), audio (B, N) with N <= T*256 -> (z, log_s list, log_det_W list)."""
+    def forward(self, mel: torch.Tensor, audio: torch.Tensor, with_log_det: bool = True):
+        """mel (B, n_mel, T), audio (B, N) with N <= T*256 -> (z, log_s list, log_det_W list).
+        with_log_det=False leaves the log|det W| terms out (an empty list): they do not depend on
+        the data, and graphed_waveglow.py adds them outside its CUDA graph (`log_det_total`)."""
         c = self.config
         G = c.n_group
         # the upsampler gives (T-1)*256 + 1024 samples; the audio must fit, and be whole groups
@@ -403,8 +407,9 @@ class WaveGlow(nn.Module):
             if k > 0 and k % c.n_early_every == 0:
                 early.append(x[:, :c.n_early_size])
                 x = x[:, c.n_early_size:]
-            x, log_det_w = self.convinv[k](x)
-            log_det_list.append(log_det_w)
+            x, log_det_w = self.convinv[k](x, with_log_det)
+            if with_log_det:
+                log_det_list.append(log_det_w)
             n_half = x.shape[1] // 2
             x0, x1 = x[:, :n_half], x[:, n_half:]
             out = self.WN[k](x0, cond)
@@ -413,6 +418,12 @@ class WaveGlow(nn.Module):
             log_s_list.append(log_s)
         early.append(x)
         return torch.cat(early, dim=1), log_s_list, log_det_list
+
+    def log_det_total(self, batch: int, n_samples: int) -> torch.Tensor:
+        """The sum of every flow's log|det W| for a batch of `n_samples`-sample segments: what
+        forward's log_det_W list adds up to."""
+        n_steps = n_samples // self.config.n_group
+        return sum(conv.log_det(batch, n_steps) for conv in self.convinv)
 
     @torch.no_grad()
     def infer(self, mel: torch.Tensor, z: torch.Tensor, sigma: float = 0.6) -> torch.Tensor:

@@ -20,7 +20,8 @@ weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam, no weight decay
 65504 (i.e. only against overflow), 8000-sample segments, sigma 1.0. Changed after measuring on an
 H100 (TrainConfig.resolved says why): Tacotron2's decoder replayed from CUDA graphs in FP32 + TF32
 (graphed.py; NVIDIA: eager FP16 AMP) at NVIDIA's batch 128; WaveGlow batch 48 at lr 2e-4 in
-bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP). NVIDIA anneals the learning rate only after 500 epochs,
+bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP), its forward + backward replayed from one CUDA graph
+(graphed_waveglow.py); fused Adam on a GPU. NVIDIA anneals the learning rate only after 500 epochs,
 far beyond these runs, so it is constant here. The WaveGlow is smaller than NVIDIA's
 (DEMO_WAVEGLOW below).
 
@@ -53,6 +54,7 @@ from tts_desktop.text import text_to_sequence
 from tts_desktop.train import export, plots
 from tts_desktop.train.corpus import read_manifest
 from tts_desktop.train.graphed import GraphedTacotron2Step
+from tts_desktop.train.graphed_waveglow import GraphedWaveGlowStep
 from tts_desktop.train.losses import tacotron2_loss, waveglow_loss
 from tts_desktop.train.models import Tacotron2, WaveGlow, load_folded_state_dict
 
@@ -261,14 +263,21 @@ def train(cfg: TrainConfig) -> dict:
     t_start = time.perf_counter()
     cfg = cfg.resolved()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    graphs = (cfg.graphs == "on" or (cfg.graphs == "auto" and cfg.amp in ("auto", "off")
-                                     and device.type == "cuda" and cfg.model == "tacotron2"))
-    if graphs and (cfg.model != "tacotron2" or device.type != "cuda" or cfg.amp not in ("auto", "off")):
-        raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
-    # auto: FP32 + TF32 under graphs (Tacotron2); bf16 for WaveGlow, whose FP16 AMP run (NVIDIA's
-    # choice) went NaN at step 4,908 on the H100; bf16 has FP32's range and needs no loss scaling
-    auto_amp = "off" if device.type != "cuda" else "bf16" if cfg.model == "waveglow" else "fp16"
-    amp = "off" if graphs else auto_amp if cfg.amp == "auto" else cfg.amp
+    on_cuda = device.type == "cuda"
+    # auto AMP: bf16 for WaveGlow, whose FP16 AMP run (NVIDIA's choice) went NaN at step 4,908 on
+    # the H100 (bf16 has FP32's range and needs no loss scaling); FP16 for eager Tacotron2
+    auto_amp = "off" if not on_cuda else "bf16" if cfg.model == "waveglow" else "fp16"
+    if cfg.model == "tacotron2":  # graphed: decoder + postnet + backward in FP32 + TF32
+        graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and cfg.amp in ("auto", "off") and on_cuda)
+        if graphs and (not on_cuda or cfg.amp not in ("auto", "off")):
+            raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
+        amp = "off" if graphs else auto_amp if cfg.amp == "auto" else cfg.amp
+    else:  # graphed: the whole forward + backward, in bf16 or FP32 (no host-side loss scaling)
+        amp = auto_amp if cfg.amp == "auto" else cfg.amp
+        graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and on_cuda and amp != "fp16")
+        if graphs and (not on_cuda or amp == "fp16"):
+            raise ValueError("--graphs on needs WaveGlow on a CUDA device with bf16 or no AMP "
+                             "(FP16's loss scaling skips steps from the host)")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
     def autocast():
@@ -286,7 +295,10 @@ def train(cfg: TrainConfig) -> dict:
     ckpt_path = out / CHECKPOINT_NAMES[cfg.model]
 
     model = build_model(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters instead of a few per tensor (13 ms of a WaveGlow step
+    # on the H100 with the default); the state dict is the same as unfused Adam's
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                 fused=device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")  # bf16 needs no loss scaling
     step, epoch, elapsed_before = 0, 0, 0.0
     warmup = (0, 0)  # (first step, steps): the learning-rate ramp after --init-from
@@ -326,9 +338,12 @@ def train(cfg: TrainConfig) -> dict:
                        for i in range(0, len(val), cfg.batch_size)]
         make_batch = lambda idx: data.batch(idx, rng)  # noqa: E731
     step_fn = None
-    if graphs:
+    capture_logged = False
+    if graphs and cfg.model == "tacotron2":
         longest_text = max(len(t) for t in data.texts + val.texts)
         step_fn = GraphedTacotron2Step(model, cfg.batch_size, t_in=-(-longest_text // 8) * 8)
+    elif graphs:
+        step_fn = GraphedWaveGlowStep(model, cfg.batch_size, cfg.segment_length, cfg.sigma, amp_dtype)
     if len(data) < cfg.batch_size:
         raise ValueError(f"the corpus has {len(data)} training utterances, fewer than a batch of {cfg.batch_size}")
     _log(log_path, {"event": "start", "model": cfg.model, "device": str(device), "amp": amp,
@@ -387,6 +402,10 @@ def train(cfg: TrainConfig) -> dict:
                 if step_fn is not None:  # forward and backward, gradients zeroed first
                     losses = step_fn.step(batch)
                     loss = losses["loss"]
+                    if getattr(step_fn, "capture_error", None) and not capture_logged:
+                        capture_logged = True  # it went on without graphs, eagerly
+                        _log(log_path, {"event": "CUDA graph capture failed; eager steps", "step": step,
+                                        "error": step_fn.capture_error})
                 else:
                     with autocast():
                         losses, _ = compute_loss(model, cfg, batch)
