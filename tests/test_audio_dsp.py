@@ -228,3 +228,7 @@ def test_griffin_lim_round_trip():
 
     again = griffin_lim(mel, AudioConfig(), n_iters=60, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(again, audio)
+    # length: WaveGlow's T*hop for T frames, the missing hop as silence
+    padded = griffin_lim(mel, AudioConfig(), n_iters=60, rng=np.random.default_rng(0), length=mel.shape[1] * 256)
+    assert padded.shape == (mel.shape[1] * 256,) and not padded[audio.shape[0]:].any()
+    np.testing.assert_array_equal(padded[:audio.shape[0]], audio)

@@ -102,7 +102,7 @@ class CpuBackend:
             timings = dict(t)
             t0 = time.perf_counter()
             if options.vocoder == "griffin-lim":
-                audio = griffin_lim(mel_i[0], self.config.audio, rng=rng)
+                audio = griffin_lim(mel_i[0], self.config.audio, rng=rng, length=n * hop)
                 timings["griffin_lim"] = time.perf_counter() - t0
             else:
                 audio = self.waveglow.infer(mel_i, sigma=options.sigma, rng=rng, cancel=cancel)

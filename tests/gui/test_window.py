@@ -222,6 +222,7 @@ def test_settings_persist_across_two_windows(make_window, qtbot, settings_file):
     w1.options.denoise.setValue(0.2)
     w1.options.seed.setValue(123)
     w1.options.prenet_dropout.setChecked(False)
+    w1.options.vocoder.setCurrentIndex(w1.options.vocoder.findData("griffin-lim"))
     w1.transport.set_volume(0.3)
     cpu = w1.device_combo.findData("cpu")
     w1.device_combo.setCurrentIndex(cpu)
@@ -237,6 +238,7 @@ def test_settings_persist_across_two_windows(make_window, qtbot, settings_file):
     assert w2.device() == "cpu" and w2.voice_info.requested_device == "cpu"
     opts = w2.options.options()
     assert (opts.sigma, opts.seed, opts.prenet_dropout) == (pytest.approx(0.45), 123, False)
+    assert opts.vocoder == "griffin-lim" and not w2.options.sigma.isEnabled()
 
 
 def test_playback_controls_disabled_with_reason_without_output(make_window):
@@ -246,3 +248,20 @@ def test_playback_controls_disabled_with_reason_without_output(make_window):
         assert "PortAudio is not available (test)" in b.toolTip()
     assert w.transport.reason_label.text() == "No playback: PortAudio is not available (test)"
     assert w.speak_button.isEnabled()
+
+
+def test_griffin_lim_vocoder_from_the_advanced_panel(make_window, qtbot):
+    """Choosing Griffin-Lim in the Advanced panel: WaveGlow's own controls grey out, and Speak
+    vocodes with Griffin-Lim (its stage shows in the stats; WaveGlow's does not run)."""
+    w = make_window()
+    short_frames(w, 16)
+    assert w.options.sigma.isEnabled() and w.options.denoise.isEnabled()
+    w.options.vocoder.setCurrentIndex(w.options.vocoder.findData("griffin-lim"))
+    assert not w.options.sigma.isEnabled() and not w.options.denoise.isEnabled()
+    w.editor.setPlainText("Phase from the mel alone.")
+    with qtbot.waitSignal(w.utteranceFinished, timeout=60000):
+        w.speak()
+    assert not w.last_error
+    assert w.stats.text("stage:griffin_lim").endswith(" ms")
+    assert w.stats.text("stage:waveglow") == w.stats.text("stage:denoiser") == "–"
+    assert len(w._pieces) == 1 and len(w._pieces[0]) == 16 * 256

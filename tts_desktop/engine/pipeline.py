@@ -348,7 +348,7 @@ class GpuBackend:
 
                 self._check_cancel(cancel)
                 t0 = time.perf_counter()
-                audio = griffin_lim(mel_h[i, :, :n], self.config.audio, rng=gl_rng)
+                audio = griffin_lim(mel_h[i, :, :n], self.config.audio, rng=gl_rng, length=n * HOP)
                 item_t["griffin_lim"] = time.perf_counter() - t0
             else:
                 audio = audio_h[i]

@@ -16,6 +16,7 @@ DEFAULTS = {
     "voice": "",
     "device": "auto",
     "precision": "fp16",
+    "vocoder": "waveglow",
     "sigma": 0.6,
     "denoise": 0.01,
     "seed": -1,                 # -1: a fresh seed every time

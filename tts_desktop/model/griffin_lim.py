@@ -41,8 +41,10 @@ def mel_to_magnitude(mel: np.ndarray, audio_config: AudioConfig = AudioConfig(),
 
 def griffin_lim(mel: np.ndarray, audio_config: AudioConfig = AudioConfig(), n_iters: int = 60,
                 rng: np.random.Generator | None = None, power: float = 1.0,
-                momentum: float = 0.99) -> np.ndarray:
-    """log-mel (n_mels, T) -> audio ((T-1)*hop,) float32.
+                momentum: float = 0.99, length: int | None = None) -> np.ndarray:
+    """log-mel (n_mels, T) -> audio ((T-1)*hop,) float32, or `length` samples (zero-padded or cut):
+    the backends ask for T*hop, WaveGlow's length for T frames, so both vocoders give a sentence
+    the same duration.
 
     power > 1 sharpens the magnitudes (a common trick against Griffin-Lim's metallic smear);
     momentum 0 gives the classic algorithm.
@@ -60,4 +62,7 @@ def griffin_lim(mel: np.ndarray, audio_config: AudioConfig = AudioConfig(), n_it
         angles = rebuilt - (momentum / (1 + momentum)) * previous
         angles /= np.maximum(np.abs(angles), 1e-16)
         previous = rebuilt
-    return stft.synthesize(magnitude * angles)[0].astype(np.float32)
+    audio = stft.synthesize(magnitude * angles)[0].astype(np.float32)
+    if length is not None:
+        audio = np.pad(audio[:length], (0, max(0, length - audio.shape[0])))
+    return audio
