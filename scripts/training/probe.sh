@@ -4,6 +4,7 @@
 # take longest, eagerly as before, and eagerly at batch 96 (tts_desktop/train/speed.py). Results in
 # $OUT/*.txt. Carry what start.sh's call A carries, less the shards.
 set -u
+[ -f /tmp/t_start ] || date +%s > /tmp/t_start   # the lease's clock (start.sh's END_MIN) starts here
 bash scripts/training/prepare.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 [ -S /tmp/mps/control ] && export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
