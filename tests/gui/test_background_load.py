@@ -163,3 +163,28 @@ def test_closing_the_window_stops_a_running_build_at_its_next_step_and_waits_for
     assert not thread.is_alive(), "close returned with the build still running"
     assert closed_in < 5, closed_in              # one 0.1 s step, not the 60 s build
     assert len(steps) < 100 and not loaded
+
+
+def test_a_cancelled_build_is_not_taken_for_a_gpu_failure(monkeypatch, voice_dir):
+    """BackendBuild falls back to the CPU when the GPU engine fails ('auto'); the stop at window
+    close (BuildCancelled, raised from the progress callback inside the engine build) must pass
+    through that fallback instead of starting a CPU build."""
+    import tts_desktop.engine.build as engine_build
+    from tts_desktop.backends import BackendBuild
+    from tts_desktop.gui.worker import BuildCancelled
+    from tts_desktop.model.voice_files import load_voice
+
+    def get_engine(*args, progress=None, **kwargs):
+        progress(0.5, "compiling decoder.cu for sm_90")
+        raise AssertionError("the build went on after the stop")
+
+    monkeypatch.setattr(engine_build, "get_engine", get_engine)
+    build = BackendBuild("cpu")
+    build.device, build._ctx = "auto", type("Ctx", (), {"name": "GPU", "arch": "sm_90"})()
+
+    def progress(fraction, message):
+        raise BuildCancelled
+
+    with pytest.raises(BuildCancelled):
+        build.run(voice_dir, *load_voice(voice_dir), progress=progress)
+    assert build._backend is None          # no CPU fallback was built

@@ -36,8 +36,10 @@ from tts_desktop.gui.ui_busy import UI_BUSY
 BUILD_STOP_WAIT_S = 20.0
 
 
-class BuildCancelled(Exception):
-    """Raised at a build's next progress report once the window is closing."""
+class BuildCancelled(BaseException):
+    """Raised at a build's next progress report once the window is closing. A BaseException, like
+    KeyboardInterrupt: the build's own `except Exception` fallbacks ('auto' falling back to the CPU
+    when the GPU engine fails) must not catch it and go on building."""
 
 
 def describe_error(e: BaseException) -> str:
