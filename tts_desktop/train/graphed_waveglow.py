@@ -2,8 +2,8 @@
 
 Why: measured on the H100 (`python -m tts_desktop.train.speed --profile 25`, 128 channels,
 8 flows, batch 48, bf16): 0.203 s per step, of which the GPU was busy ~77 ms. The rest is
-Python and the dispatcher issuing ~1,300 convolutions and ~8,000 small elementwise, copy and
-reduction kernels per step, each waiting on the host. WaveGlow's shapes never change (fixed
+Python and the dispatcher issuing ~430 convolutions forward, ~220 backward and a few thousand
+small elementwise, copy and reduction kernels per step, each waiting on the host. WaveGlow's shapes never change (fixed
 segments, fixed batch), so the whole forward + loss + backward is recorded once and replayed.
 
 What stays eager, and why:
