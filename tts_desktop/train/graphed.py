@@ -42,6 +42,23 @@ from torch.nn import functional as F
 from tts_desktop.train.losses import tacotron2_loss
 
 
+def capture_step(run, zero_grad, pool=None):
+    """Record `run` (a forward + backward) into a new CUDA graph: first two warm-up runs on a side
+    stream (cuBLAS and cuDNN set themselves up on first use, which capture forbids), their
+    gradients zeroed, then the recorded run. Returns (graph, what the recorded run returned)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    zero_grad()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = run()
+    return graph, out
+
+
 @dataclass
 class _Static:
     """One padded mel length's fixed input tensors, its graph and its loss outputs."""
@@ -103,18 +120,8 @@ class GraphedTacotron2Step:
         return self.statics[frames]
 
     def _capture(self, st: _Static) -> None:
-        """Warm up (cuBLAS / cuDNN set themselves up on first use, which capture forbids), then
-        record forward + backward. The warm-up's gradients are zeroed by the caller."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._decoder_loss_backward(st)
-        torch.cuda.current_stream().wait_stream(side)
-        self.zero_grad()
-        st.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(st.graph, pool=self.pool):
-            st.losses = {k: v.detach() for k, v in self._decoder_loss_backward(st).items()}
+        st.graph, losses = capture_step(lambda: self._decoder_loss_backward(st), self.zero_grad, self.pool)
+        st.losses = {k: v.detach() for k, v in losses.items()}
         if self.pool is None:
             self.pool = st.graph.pool()
 

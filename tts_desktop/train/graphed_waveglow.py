@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from tts_desktop.train.graphed import capture_step
 from tts_desktop.train.losses import waveglow_loss
 
 
@@ -59,21 +60,6 @@ class GraphedWaveGlowStep:
         partial.backward()
         return partial.detach()
 
-    def _capture(self) -> None:
-        """Warm up on a side stream (cuDNN picks its algorithms, cuBLAS makes its handles: both
-        forbidden during capture), then record. The caller zeroes the warm-up's gradients."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._loss_backward()
-        torch.cuda.current_stream().wait_stream(side)
-        self.zero_grad()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.partial = self._loss_backward()
-        self.graph = graph
-
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
         """Forward and backward for one batch (from WaveGlowData.batch, on the device): leaves the
         gradients in every parameter's .grad (zeroed first) and returns {'loss'}, the same NLL
@@ -87,7 +73,7 @@ class GraphedWaveGlowStep:
             self.audio.copy_(audio)
         if self.use_graphs and self.graph is None:
             try:
-                self._capture()
+                self.graph, self.partial = capture_step(self._loss_backward, self.zero_grad)
             except RuntimeError as e:  # go on eagerly, saying why once (train.py logs it)
                 self.use_graphs, self.capture_error = False, f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 torch.cuda.synchronize()
