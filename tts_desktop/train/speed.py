@@ -19,6 +19,7 @@ its compile time is reported apart, as the warm-up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 
 from .graphed_waveglow import GraphedWaveGlowStep
-from .train import TrainConfig, WaveGlowData, build_model, compute_loss, to_device
+from .train import (AMP_DTYPES, TrainConfig, WaveGlowData, build_model, compute_loss, make_optimizer, pick_device,
+                    precision_and_graphs, set_backend_flags, to_device)
 
 
 def _sync(device: torch.device) -> None:
@@ -39,23 +41,22 @@ def _sync(device: torch.device) -> None:
 def measure(cfg: TrainConfig, steps: int = 20, warmup: int = 3, compile: bool = False,
             profile_rows: int = 0, graphs: bool = False, fused: bool = False) -> dict:
     """Time `steps` WaveGlow training steps after `warmup` untimed ones; a dict of the results
-    (with 'profile', a table, when profile_rows > 0)."""
+    (with 'profile', a table, when profile_rows > 0). Precision and backend flags are train.py's
+    for the config; graphs: train.py's GraphedWaveGlowStep (captured on a GPU, its eager split
+    path elsewhere); fused: fused Adam."""
     cfg = cfg.resolved()
     if cfg.model != "waveglow":
         raise ValueError("speed.py measures WaveGlow (Tacotron2's step: python -m tts_desktop.train.graphed)")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    amp = ("bf16" if device.type == "cuda" else "off") if cfg.amp == "auto" else cfg.amp
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    device = pick_device(cfg)
+    amp, _ = precision_and_graphs(dataclasses.replace(cfg, graphs="off"), device)  # graphs: the argument
+    amp_dtype = AMP_DTYPES.get(amp)
+    set_backend_flags(cfg, device)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device).train()
     forward = torch.compile(model) if compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                 fused=fused)
+    optimizer = make_optimizer(model, cfg, device, fused)
     step_fn = GraphedWaveGlowStep(model, cfg.batch_size, cfg.segment_length, cfg.sigma, amp_dtype) if graphs else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     data = WaveGlowData(Path(cfg.corpus), "train", cfg.segment_length)

@@ -196,6 +196,48 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
 # the model, one step, validation
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # "off": no autocast
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+
+
+def precision_and_graphs(cfg: TrainConfig, device: torch.device) -> tuple[str, bool]:
+    """(AMP mode 'bf16' | 'fp16' | 'off', whether the step replays from CUDA graphs) for a resolved
+    config on `device`; raises ValueError for a --graphs on that cannot be honoured."""
+    on_cuda = device.type == "cuda"
+    # auto AMP: bf16 for WaveGlow, whose FP16 AMP run (NVIDIA's choice) went NaN at step 4,908 on
+    # the H100 (bf16 has FP32's range and needs no loss scaling); FP16 for eager Tacotron2
+    auto_amp = "off" if not on_cuda else "bf16" if cfg.model == "waveglow" else "fp16"
+    if cfg.model == "tacotron2":  # graphed: decoder + postnet + backward in FP32 + TF32
+        graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and cfg.amp in ("auto", "off") and on_cuda)
+        if graphs and (not on_cuda or cfg.amp not in ("auto", "off")):
+            raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
+        return ("off" if graphs else auto_amp if cfg.amp == "auto" else cfg.amp), graphs
+    # graphed: the whole forward + backward, in bf16 or FP32 (no host-side loss scaling)
+    amp = auto_amp if cfg.amp == "auto" else cfg.amp
+    graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and on_cuda and amp != "fp16")
+    if graphs and (not on_cuda or amp == "fp16"):
+        raise ValueError("--graphs on needs WaveGlow on a CUDA device with bf16 or no AMP "
+                         "(FP16's loss scaling skips steps from the host)")
+    return amp, graphs
+
+
+def set_backend_flags(cfg: TrainConfig, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = cfg.model == "waveglow"  # fixed shapes only there
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device, fused: bool | None = None):
+    """Adam; fused on a GPU unless told: one kernel for all parameters instead of a few per tensor
+    (13 ms of a WaveGlow step on the H100 unfused). Its state dict is the same as unfused Adam's."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" if fused is None else fused)
+
+
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.model == "tacotron2":
         return Tacotron2(Tacotron2Config.from_dict(cfg.model_config))
@@ -262,32 +304,15 @@ def train(cfg: TrainConfig) -> dict:
     """Run one time-boxed piece; returns {'step', 'epoch', 'checkpoint', 'export', 'stopped'}."""
     t_start = time.perf_counter()
     cfg = cfg.resolved()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    on_cuda = device.type == "cuda"
-    # auto AMP: bf16 for WaveGlow, whose FP16 AMP run (NVIDIA's choice) went NaN at step 4,908 on
-    # the H100 (bf16 has FP32's range and needs no loss scaling); FP16 for eager Tacotron2
-    auto_amp = "off" if not on_cuda else "bf16" if cfg.model == "waveglow" else "fp16"
-    if cfg.model == "tacotron2":  # graphed: decoder + postnet + backward in FP32 + TF32
-        graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and cfg.amp in ("auto", "off") and on_cuda)
-        if graphs and (not on_cuda or cfg.amp not in ("auto", "off")):
-            raise ValueError("--graphs on needs Tacotron2 on a CUDA device without AMP (it runs FP32 + TF32)")
-        amp = "off" if graphs else auto_amp if cfg.amp == "auto" else cfg.amp
-    else:  # graphed: the whole forward + backward, in bf16 or FP32 (no host-side loss scaling)
-        amp = auto_amp if cfg.amp == "auto" else cfg.amp
-        graphs = cfg.graphs == "on" or (cfg.graphs == "auto" and on_cuda and amp != "fp16")
-        if graphs and (not on_cuda or amp == "fp16"):
-            raise ValueError("--graphs on needs WaveGlow on a CUDA device with bf16 or no AMP "
-                             "(FP16's loss scaling skips steps from the host)")
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    device = pick_device(cfg)
+    amp, graphs = precision_and_graphs(cfg, device)
+    amp_dtype = AMP_DTYPES.get(amp)
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     torch.manual_seed(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = cfg.model == "waveglow"  # fixed shapes only there
+    set_backend_flags(cfg, device)
     out = Path(cfg.out)
     log_dir = out / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -295,10 +320,7 @@ def train(cfg: TrainConfig) -> dict:
     ckpt_path = out / CHECKPOINT_NAMES[cfg.model]
 
     model = build_model(cfg)
-    # fused: one kernel for all parameters instead of a few per tensor (13 ms of a WaveGlow step
-    # on the H100 with the default); the state dict is the same as unfused Adam's
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                 fused=device.type == "cuda")
+    optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")  # bf16 needs no loss scaling
     step, epoch, elapsed_before = 0, 0, 0.0
     warmup = (0, 0)  # (first step, steps): the learning-rate ramp after --init-from
