@@ -263,6 +263,11 @@ def read_manifest(corpus: Path, split: str | None = None) -> list[dict]:
     return [r for r in records if split is None or r["split"] == split]
 
 
+def read_speech(corpus: Path, utterance_id: str) -> np.ndarray:
+    """espeak-ng's recording of one utterance (stored as int16) as float32 in [-1, 1)."""
+    return np.load(Path(corpus) / "wavs" / f"{utterance_id}.npy").astype(np.float32) / 32768.0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tts_desktop.train.corpus", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder with train.txt and val.txt (ID|text)")

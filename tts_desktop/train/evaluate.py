@@ -32,7 +32,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from tts_desktop.text import normalize, text_to_sequence
-from tts_desktop.train.corpus import read_manifest
+from tts_desktop.train.corpus import read_manifest, read_speech
 
 DURATION_TOLERANCE = 0.15
 DURATION_PASS_FRACTION = 0.95
@@ -170,7 +170,7 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
     refs = [r["text"] for r in records]
     espeak_hyps = []
     for r in records:
-        audio = np.load(Path(corpus) / "wavs" / f"{r['id']}.npy").astype(np.float32) / 32768.0
+        audio = read_speech(corpus, r["id"])
         espeak_hyps.append(transcribe(audio, sr))
         log(f"  espeak-ng {r['id']}: {espeak_hyps[-1]}")
     report = {"sentences": len(records), "espeak_wer": round(word_error_rate(refs, espeak_hyps), 4),
@@ -210,7 +210,7 @@ def vocoder_benchmark(voice_dir, corpus, n: int = 5, sigma: float = 0.6, seed: i
     rows, hyps, espeak_hyps = [], [], []
     for r in records:
         mel = np.load(Path(corpus) / "mels" / f"{r['id']}.npy").astype(np.float32)
-        speech = np.load(Path(corpus) / "wavs" / f"{r['id']}.npy").astype(np.float32) / 32768.0
+        speech = read_speech(corpus, r["id"])
         audio = waveglow.infer(mel[None], sigma=sigma, rng=rng)[0]
         again = mel_spectrogram(np.clip(audio, -1.0, 1.0), config.audio)
         k = min(again.shape[1], mel.shape[1])
