@@ -366,7 +366,7 @@ class WorkerClient(QObject):
         worker within wait_ms if given, the build within build_wait_s)."""
         self.cancel_speak()
         self.cancel_export()
-        self.worker._closing.set()
+        self.worker.stop_builds(0)     # a build stops at its next step while the worker winds down
         self.thread.quit()
         ended = self.thread.wait() if wait_ms is None else self.thread.wait(wait_ms)
         return self.worker.stop_builds(build_wait_s) and ended
