@@ -298,13 +298,18 @@ def test_shards_round_trip_into_a_voice_folder(tacotron2_run, waveglow_run, tmp_
         export.read_shards(t2_dir, "tacotron2")
 
 
-def test_duration_benchmark_through_the_api_backend(tacotron2_run, waveglow_run, corpus, tmp_path):
-    """`evaluate duration --backend api` (the GPU engine's path, here on the CPU) decodes each
-    validation sentence through tts_desktop.api and reports the same fields as the reference's."""
+def _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path) -> Path:
+    """The two test runs' checkpoints exported and built into a voice folder, as for the demo voice."""
     t2_dir, wg_dir = tmp_path / "t2", tmp_path / "wg"
     export.export_checkpoint(tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt", "tacotron2", t2_dir)
     export.export_checkpoint(waveglow_run["out"] / "checkpoint_WaveGlow_last.pt", "waveglow", wg_dir)
-    voice = export.build_voice(t2_dir, wg_dir, tmp_path / "demo")
+    return export.build_voice(t2_dir, wg_dir, tmp_path / "demo")
+
+
+def test_duration_benchmark_through_the_api_backend(tacotron2_run, waveglow_run, corpus, tmp_path):
+    """`evaluate duration --backend api` (the GPU engine's path, here on the CPU) decodes each
+    validation sentence through tts_desktop.api and reports the same fields as the reference's."""
+    voice = _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path)
     cfg_path = voice / "voice.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["tacotron2"]["max_decoder_steps"] = 40  # a 25-step model may never stop: keep it short
@@ -572,10 +577,7 @@ def test_waveglow_speed_probe_runs_the_graphed_step_path(corpus):
 def test_vocoder_benchmark_measures_waveglow_on_espeak_mels(tacotron2_run, waveglow_run, corpus, tmp_path):
     """`evaluate vocoder`: the voice's WaveGlow on espeak-ng's own mels; mel agreement and loudness
     per sentence (Whisper off here: its model is not a test dependency)."""
-    t2_dir, wg_dir = tmp_path / "t2", tmp_path / "wg"
-    export.export_checkpoint(tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt", "tacotron2", t2_dir)
-    export.export_checkpoint(waveglow_run["out"] / "checkpoint_WaveGlow_last.pt", "waveglow", wg_dir)
-    voice = export.build_voice(t2_dir, wg_dir, tmp_path / "demo")
+    voice = _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path)
     report = evaluate.vocoder_benchmark(voice, corpus, n=2, log=lambda *a: None, whisper=False)
     assert report["sentences"] == 2 and len(report["items"]) == 2 and "vocoder_wer" not in report
     for item in report["items"]:

@@ -430,33 +430,31 @@ def test_voice_builds_on_another_thread_while_the_current_voice_serves(tmp_path,
     first = old.synthesize("Served while the new engine builds.", opts).audio
 
     callers: set[int] = set()
-    spies = monkeypatch.context()
-    m = spies.__enter__()
-    for cls, names in ((runtime.GpuContext, ("launch", "alloc", "to_device", "synchronize", "record",
-                                             "graph_builder", "set_max_dynamic_shmem")),
-                       (runtime.DeviceArray, ("copy_from", "to_host", "copy_from_device", "fill_bytes"))):
-        for name in names:
-            real = getattr(cls, name)
+    with monkeypatch.context() as m:
+        for cls, names in ((runtime.GpuContext, ("launch", "alloc", "to_device", "synchronize", "record",
+                                                 "graph_builder", "set_max_dynamic_shmem")),
+                           (runtime.DeviceArray, ("copy_from", "to_host", "copy_from_device", "fill_bytes"))):
+            for name in names:
+                real = getattr(cls, name)
 
-            def spy(*a, _real=real, **k):
-                callers.add(threading.get_ident())
-                return _real(*a, **k)
+                def spy(*a, _real=real, **k):
+                    callers.add(threading.get_ident())
+                    return _real(*a, **k)
 
-            m.setattr(cls, name, spy)
+                m.setattr(cls, name, spy)
 
-    loading = VoiceLoad(folder, device="cuda", precision="fp32")
-    steps: list[str] = []
-    build = threading.Thread(target=loading.run, kwargs={"progress": lambda f, m: steps.append(m)})
-    build.start()
-    served = 0
-    while build.is_alive() or served == 0:           # the owning thread keeps serving meanwhile
-        assert np.array_equal(old.synthesize("Served while the new engine builds.", opts).audio, first)
-        served += 1
-    build.join()
-    assert any("compiling" in m for m in steps), steps  # a real build, not a cached engine
-    assert build.ident not in callers and threading.get_ident() in callers
-    new = loading.finish()
-    spies.__exit__(None, None, None)
+        loading = VoiceLoad(folder, device="cuda", precision="fp32")
+        steps: list[str] = []
+        build = threading.Thread(target=loading.run, kwargs={"progress": lambda f, m: steps.append(m)})
+        build.start()
+        served = 0
+        while build.is_alive() or served == 0:           # the owning thread keeps serving meanwhile
+            assert np.array_equal(old.synthesize("Served while the new engine builds.", opts).audio, first)
+            served += 1
+        build.join()
+        assert any("compiling" in m for m in steps), steps  # a real build, not a cached engine
+        assert build.ident not in callers and threading.get_ident() in callers
+        new = loading.finish()
     assert new.device != "cpu", new.device_note
     text = "The voice built on another thread."
     got = new.synthesize(text, opts).audio
