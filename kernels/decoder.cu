@@ -19,6 +19,9 @@
 // ping-pong buffers [2][B][H]: step s reads half (s & 1) and writes half (s + 1) & 1. Every kernel
 // returns at once when done is set, so a graph may hold more steps than are needed.
 //
+// At batch > 4 the FP16 engine runs the LSTMs as dec_lstm_att_tc / dec_lstm_dec_tc (tensor cores,
+// sm_80+; see "batched LSTM" below).
+//
 // Every kernel may be launched with programmatic dependent launch (PDL): it loads its weights, then
 // waits for the previous kernel (PDL_WAIT) before it touches any state.
 #include <cuda_fp16.h>
@@ -355,6 +358,150 @@ extern "C" __global__ void __launch_bounds__(NT, LSTM_MINB) dec_lstm_dec(const D
                                      h_dec + (s & 1) * (size_t)B * DEC_RNN,
                                      h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN, c_dec, B);
 }
+
+// ------------------------------------------------------------------------------------- batched LSTM (tensor cores)
+
+// The FP16 engine at batch > LSTM_BT: lstm_cell reloads every weight chunk once per 4 items (8 times
+// at B = 32, 123 of the step's 189 us on an H100). Here the gates of 4 units (16 rows of the packed
+// W) for 8 items are one mma.sync.m16n8k16, so each weight is read once per step for all items, as at
+// batch 1. The inputs are float: each x is split into two halves, hi = fp16(x) and lo = fp16(x - hi),
+// and both are multiplied (products of halves are exact in the float accumulator), so the weights
+// are FP16 but the math keeps ~22 bits of x, as in lstm_cell; a batch item matches itself alone.
+//
+// Block: LSTM_TC_ROWT row tiles of 16 rows x LSTM_TC_KS slices of K, one warp each. Each lane loads
+// 8 consecutive weights of two rows (16 bytes each) and the same 8 inputs of one item. The MMA's k
+// order is permuted to match (its k index 2t+e and 2t+8+e are taken from 8t+e and 8t+2+e of a
+// 32-wide chunk: any bijection works when A and B use the same one), so no shuffles are needed. The
+// K slices meet in shared memory in a fixed order (deterministic), then one thread per (unit, item)
+// does the cell update. grid: 4 H / (16 LSTM_TC_ROWT) blocks.
+#ifndef LSTM_TC_ROWT
+#define LSTM_TC_ROWT 1
+#endif
+#define LSTM_TC_KS (8 / LSTM_TC_ROWT)
+#ifndef LSTM_TC_UNROLL
+#define LSTM_TC_UNROLL 4  // k-loop unrolling: chunks whose loads are in flight together
+#endif
+#define DO_PRAGMA(x) _Pragma(#x)
+#define UNROLL_N(n) DO_PRAGMA(unroll n)
+#define LSTM_TC_OK(D1, D2, H) (DEC_HALF && ((D1) + (D2) + (H)) % 32 == 0 && (H) % (4 * LSTM_TC_ROWT) == 0)
+#define LSTM_TC (LSTM_TC_OK(PRENET, ENC, ATT_RNN) && LSTM_TC_OK(ATT_RNN, ENC, DEC_RNN))
+static_assert(8 % LSTM_TC_ROWT == 0, "LSTM_TC_ROWT divides the 8 warps of a block");
+
+#if LSTM_TC && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
+__device__ __forceinline__ void split_half2(float a, float b, unsigned& hi, unsigned& lo) {
+    const __half2 h = __floats2half2_rn(a, b);
+    const float2 hf = __half22float2(h);
+    const __half2 l = __floats2half2_rn(a - hf.x, b - hf.y);
+    hi = *reinterpret_cast<const unsigned*>(&h);
+    lo = *reinterpret_cast<const unsigned*>(&l);
+}
+__device__ __forceinline__ void mma_16816(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                          unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int D1, int D2, int H>
+__device__ __forceinline__ void lstm_cell_tc(const __half* __restrict__ W, const float* __restrict__ bias,
+                                             const float* in1, const float* in2, const float* h_prev,
+                                             float* h_new, float* c, int B) {
+    constexpr int K = D1 + D2 + H, NKB = K / 32, RT = LSTM_TC_ROWT, KS = LSTM_TC_KS;
+    __shared__ float red[KS][RT][16][33];  // 33: the column writes of a warp hit distinct banks
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int rt = warp % RT, ks = warp / RT;
+    const int row0 = (blockIdx.x * RT + rt) * 16;
+    const int kb0 = ks * NKB / KS, kb1 = (ks + 1) * NKB / KS;
+    const __half* Wg = W + (size_t)(row0 + g) * K + 8 * t;  // row g; row g + 8 is 8 K further
+    for (int nb = 0; nb < B; nb += 32) {
+        float acc[4][4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = 0.f;
+        UNROLL_N(LSTM_TC_UNROLL)
+        for (int kb = kb0; kb < kb1; ++kb) {
+            const uint4 wa = __ldg(reinterpret_cast<const uint4*>(Wg + kb * 32));                  // row g
+            const uint4 wb = __ldg(reinterpret_cast<const uint4*>(Wg + (size_t)8 * K + kb * 32));  // row g + 8
+            const int k = kb * 32 + 8 * t;  // this lane's 8 inputs: one of the three concatenated vectors
+            const float* src;
+            int ld;
+            if (k < D1) { src = in1 + k; ld = D1; }
+            else if (k < D1 + D2) { src = in2 + (k - D1); ld = D2; }
+            else { src = h_prev + (k - D1 - D2); ld = H; }
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                if (nb + q * 8 < B) {  // warp-uniform
+                    const int n = nb + q * 8 + g;
+                    float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+                    if (n < B) load8s(src + (size_t)n * ld, x);
+                    unsigned xh[4], xl[4];
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) split_half2(x[2 * e], x[2 * e + 1], xh[e], xl[e]);
+                    // first MMA: k 8t+0..3 of the chunk, second: 8t+4..7
+                    mma_16816(acc[q], wa.x, wb.x, wa.y, wb.y, xh[0], xh[1]);
+                    mma_16816(acc[q], wa.x, wb.x, wa.y, wb.y, xl[0], xl[1]);
+                    mma_16816(acc[q], wa.z, wb.z, wa.w, wb.w, xh[2], xh[3]);
+                    mma_16816(acc[q], wa.z, wb.z, wa.w, wb.w, xl[2], xl[3]);
+                }
+            }
+        }
+        // accumulator (q, e): row g (e < 2) or g + 8, item nb + 8q + 2t + (e & 1)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            red[ks][rt][g][8 * q + 2 * t] = acc[q][0];
+            red[ks][rt][g][8 * q + 2 * t + 1] = acc[q][1];
+            red[ks][rt][g + 8][8 * q + 2 * t] = acc[q][2];
+            red[ks][rt][g + 8][8 * q + 2 * t + 1] = acc[q][3];
+        }
+        __syncthreads();
+        for (int p = threadIdx.x; p < RT * 4 * 32; p += NT) {
+            const int item = p & 31, u = p >> 5;  // u: the block's unit; rows 4u' .. of row tile u / 4
+            const int b = nb + item, j = blockIdx.x * RT * 4 + u;
+            const int r_t = u >> 2, r0 = (u & 3) * 4;
+            if (b < B && j < H) {
+                float gs[4];
+#pragma unroll
+                for (int gate = 0; gate < 4; ++gate) {
+                    float sum = 0.f;
+#pragma unroll
+                    for (int q = 0; q < KS; ++q) sum += red[q][r_t][r0 + gate][item];
+                    gs[gate] = sum + bias[4 * j + gate];
+                }
+                const float cn = sigmoidf_(gs[1]) * c[(size_t)b * H + j] + sigmoidf_(gs[0]) * tanhf(gs[2]);
+                c[(size_t)b * H + j] = cn;
+                h_new[(size_t)b * H + j] = sigmoidf_(gs[3]) * tanhf(cn);
+            }
+        }
+        __syncthreads();  // red is reused by the next 32 items
+    }
+}
+
+// the two LSTMs as dec_lstm_att / dec_lstm_dec, on tensor cores (grid 4 H / (16 LSTM_TC_ROWT))
+extern "C" __global__ void __launch_bounds__(NT) dec_lstm_att_tc(const DecCtl* ctl, const wt* __restrict__ W,
+                                                                 const float* __restrict__ bias, const float* prenet,
+                                                                 const float* context, float* h_att, float* c_att,
+                                                                 int B) {
+    PDL_WAIT();
+    PDL_LAUNCH();
+    if (ctl->done) return;
+    const int s = ctl->step;
+    const size_t half = (size_t)B * ATT_RNN;
+    lstm_cell_tc<PRENET, ENC, ATT_RNN>(W, bias, prenet, context, h_att + (s & 1) * half,
+                                       h_att + ((s + 1) & 1) * half, c_att, B);
+}
+extern "C" __global__ void __launch_bounds__(NT) dec_lstm_dec_tc(const DecCtl* ctl, const wt* __restrict__ W,
+                                                                 const float* __restrict__ bias, const float* h_att,
+                                                                 const float* context, float* h_dec, float* c_dec,
+                                                                 int B) {
+    PDL_WAIT();
+    PDL_LAUNCH();
+    if (ctl->done) return;
+    const int s = ctl->step;
+    lstm_cell_tc<ATT_RNN, ENC, DEC_RNN>(W, bias, h_att + ((s + 1) & 1) * (size_t)B * ATT_RNN, context,
+                                        h_dec + (s & 1) * (size_t)B * DEC_RNN,
+                                        h_dec + ((s + 1) & 1) * (size_t)B * DEC_RNN, c_dec, B);
+}
+#endif
 
 // ------------------------------------------------------------------------------------- attention
 

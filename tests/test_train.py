@@ -583,3 +583,22 @@ def test_vocoder_benchmark_measures_waveglow_on_espeak_mels(tacotron2_run, waveg
     for item in report["items"]:
         assert -1 <= item["mel_corr"] <= 1 and item["mel_l1"] > 0 and item["loudness_ratio"] > 0
     assert report["mel_corr"] == pytest.approx(np.mean([i["mel_corr"] for i in report["items"]]), abs=1e-4)
+
+
+def test_waveglow_segments_get_dither_where_the_corpus_has_digital_silence(corpus):
+    """espeak-ng writes exact zeros, where a flow's likelihood is unbounded; train.py's WaveGlow
+    data adds Gaussian noise of std `dither` everywhere (padding too) and nothing else."""
+    from tts_desktop.train.train import WaveGlowData
+
+    segment = 2 * max(len(a) for a in WaveGlowData(corpus, "train", 2048).audio)  # padding is sure
+    plain = WaveGlowData(corpus, "train", segment)
+    noisy = WaveGlowData(corpus, "train", segment, dither=1e-3)
+    a = plain.batch([0, 1, 2, 3], np.random.default_rng(5))
+    b = noisy.batch([0, 1, 2, 3], np.random.default_rng(5))
+    zeros = a["audio"] == 0
+    assert zeros.float().mean() > 0.3  # the padding, at least
+    noise = (b["audio"] - a["audio"]).numpy()
+    assert not (b["audio"][zeros] == 0).any()
+    assert abs(noise.std() / 1e-3 - 1) < 0.05 and abs(noise.mean()) < 1e-4
+    assert torch.equal(a["mel"], b["mel"])  # the same segments: the noise comes after choosing them
+    assert TrainConfig("waveglow", "", "").dither == pytest.approx(1e-4)

@@ -63,13 +63,29 @@ def main() -> None:
     N, T_in = a.steps, a.t_in
     variants = {"default": {"pdl": True}, "nopdl": {"pdl": False}, "minb1": {"extra_defines": {"LSTM_MINB": 1}},
                 "pdl_early": {"pdl": True, "extra_defines": {"PDL_TRIGGER": 1}},
-                "pdl_prefetch": {"pdl": True, "extra_defines": {"LSTM_PREFETCH": 1}}}
+                "pdl_prefetch": {"pdl": True, "extra_defines": {"LSTM_PREFETCH": 1}},
+                # batch > 4: the LSTMs on CUDA cores (lstm_cell) instead of tensor cores, and the
+                # tensor-core kernel's block shape (row tiles x K slices) and k-loop unrolling
+                "scalar_lstm": {"tensor_core_lstm": False},
+                **{f"tc_rowt{r}": {"extra_defines": {"LSTM_TC_ROWT": r}} for r in (1, 4, 8)},
+                "tc_unroll4": {"extra_defines": {"LSTM_TC_UNROLL": 4}},
+                "tc_rowt1_unroll4": {"extra_defines": {"LSTM_TC_ROWT": 1, "LSTM_TC_UNROLL": 4}}}
     modes = {"while1": ("while", 1), "while4": ("while", 4), "chunk": ("chunk", 1)}
     runs = [(pr, v) for pr in a.precisions.split(",") for v in (a.variants if pr == "fp16" else a.variants32).split(",")]
+    scalar = None
     for precision, variant in runs:
         dec = GpuDecoder(ctx, cfg, w, precision=precision, **variants[variant])
         print(f"{precision} {variant}: decoder weights {dec.weight_bytes / 1e6:.1f} MB, L2 {ctx.l2_bytes / 1e6:.0f} MB, "
-              f"pdl {dec.pdl}", flush=True)
+              f"pdl {dec.pdl}, tensor-core LSTMs {dec.tensor_core_lstm}", flush=True)
+        if dec.tensor_core_lstm:  # a variant is only worth timing when it is right: vs lstm_cell, batch 32
+            scalar = scalar or GpuDecoder(ctx, cfg, w, precision="fp16", tensor_core_lstm=False)
+            mem = rng.standard_normal((32, 60, cfg.encoder_embedding_dim)).astype(np.float32)
+            teacher = rng.standard_normal((32, cfg.n_mel_channels, 12)).astype(np.float32)
+            kw = dict(teacher_frames=teacher, seed=5, gate_threshold=2.0)
+            got, want = dec.decode(mem, np.full(32, 60), **kw), scalar.decode(mem, np.full(32, 60), **kw)
+            err = float(np.linalg.norm(got.mel - want.mel) / np.linalg.norm(want.mel))
+            print(f"  check vs lstm_cell, B=32 teacher-forced: mel relative error {err:.2e}", flush=True)
+            assert err <= 1e-5, err
         for B in [int(x) for x in a.batches.split(",")]:
             mem = rng.standard_normal((B, T_in, cfg.encoder_embedding_dim)).astype(np.float32)
             lengths = np.full(B, T_in)

@@ -257,8 +257,10 @@ def test_free_running_with_stops(ctx, precision, mode, unroll):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_batch_item_equals_alone(ctx, precision):
     """Dropout on, same seed and item key: an item's frames in a batch are its frames alone. Our
-    kernels sum per item in the same order whatever the batch; only cuBLAS's processed-memory product
-    may pick another algorithm for another row count, hence a tolerance instead of bit equality."""
+    kernels sum per item in the same order whatever the batch, except the FP16 engine's LSTMs, which
+    run on tensor cores beyond batch 4 (their inputs split into two halves: ~22 bits, not 24); and
+    cuBLAS's processed-memory product may pick another algorithm for another row count. Hence a
+    tolerance instead of bit equality."""
     dec, _, _, _ = model(ctx, RED, precision)
     rng = np.random.default_rng(11)
     mem, lengths, _ = inputs(RED, 17, rng, 27)
@@ -274,6 +276,28 @@ def test_batch_item_equals_alone(ctx, precision):
         assert rel_l2(out.gate[b, :n], one.gate[0, :n]) <= 1e-5
         assert rel_l2(out.alignment[b, :n, :lengths[b]], one.alignment[0, :n]) <= 1e-5
         assert np.all(out.mel[b, :, n:] == 0) and np.all(out.gate[b, n:] == 1e3)
+
+
+@pytest.mark.parametrize("cfg", [RED, FULL], ids=["reduced", "full"])
+@pytest.mark.parametrize("B", [5, 32])
+def test_tensor_core_lstm_matches_the_scalar_kernels(ctx, cfg, B):
+    """FP16 engine beyond batch 4: dec_lstm_*_tc (mma.sync, x as hi + lo halves) against lstm_cell
+    on the same weights, teacher-forced (errors cannot compound), 12 steps with dropout: the tensor
+    cores change the summation order and keep ~22 bits of x, so the results agree to ~1e-6."""
+    _, _, _, w = model(ctx, cfg, "fp16")
+    tc = GpuDecoder(ctx, cfg, w, precision="fp16", tensor_core_lstm=True)
+    scalar = GpuDecoder(ctx, cfg, w, precision="fp16", tensor_core_lstm=False)
+    assert tc.tensor_core_lstm and not scalar.tensor_core_lstm  # sm_80+ and sizes that fit
+    assert tc.plan(B, 30, 12, 12, True, NEVER, "while", 1, 16)._lstm_kernel_grid("dec_lstm_att", 8)[0] \
+        is tc.k["dec_lstm_att_tc"]
+    rng = np.random.default_rng(40 + B)
+    mem, lengths, teacher = inputs(cfg, B, rng, 30, n_teacher=12)
+    kw = dict(teacher_frames=teacher, seed=5, gate_threshold=NEVER)
+    a, b = tc.decode(mem, lengths, **kw), scalar.decode(mem, lengths, **kw)
+    assert a.steps == b.steps == 12
+    assert rel_l2(a.mel, b.mel) <= 1e-5
+    assert rel_l2(a.gate, b.gate) <= 1e-5
+    assert rel_l2(a.alignment, b.alignment) <= 1e-5
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

@@ -43,6 +43,16 @@ def context_dims(enc: int) -> int:
 
 
 PROJ_ROWS = 8  # projection rows per dec_project block (decoder.cu)
+LSTM_BT = 4  # items per weight load of decoder.cu's lstm_cell: beyond this the FP16 engine uses tensor cores
+LSTM_TC_ROWT = 1  # 16-row tiles per dec_lstm_*_tc block (decoder.cu), the rest of its 8 warps split K
+
+
+def tensor_core_lstm_fits(cfg: Tacotron2Config, rowt: int = LSTM_TC_ROWT) -> bool:
+    """decoder.cu's LSTM_TC: both LSTMs' inputs + hidden a multiple of 32 and whole row tiles per block
+    (true at NVIDIA's sizes and the golden model's)."""
+    E, R, D = cfg.encoder_embedding_dim, cfg.attention_rnn_dim, cfg.decoder_rnn_dim
+    return ((cfg.prenet_dim + E + R) % 32 == 0 and (R + E + D) % 32 == 0
+            and R % (4 * rowt) == 0 and D % (4 * rowt) == 0)
 
 
 @dataclass
@@ -150,9 +160,16 @@ class _Plan:
         d = self.dec
         return d, d.ctx, d.k, self.B, self.T_in, d.cfg, d.w, self.s, self.i
 
+    def _lstm_kernel_grid(self, name: str, H: int):
+        d = self.dec
+        if d.tensor_core_lstm and self.B > LSTM_BT:
+            return d.k[name + "_tc"], 4 * H // (16 * d.lstm_tc_rowt)
+        return d.k[name], -(-H // (8 // d.lstm_split))
+
     def launch_lstm_att(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        d._launch(k["dec_lstm_att"], -(-cfg.attention_rnn_dim // (8 // d.lstm_split)), 0, target, self.ctl,
+        kernel, grid = self._lstm_kernel_grid("dec_lstm_att", cfg.attention_rnn_dim)
+        d._launch(kernel, grid, 0, target, self.ctl,
                   w["att_w"], w["att_b"], s["prenet"], s["ctx"], s["h_att"], s["c_att"], B)
 
     def launch_energy(self, target=None) -> None:
@@ -169,7 +186,8 @@ class _Plan:
 
     def launch_lstm_dec(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        d._launch(k["dec_lstm_dec"], -(-cfg.decoder_rnn_dim // (8 // d.lstm_split)), 0, target, self.ctl,
+        kernel, grid = self._lstm_kernel_grid("dec_lstm_dec", cfg.decoder_rnn_dim)
+        d._launch(kernel, grid, 0, target, self.ctl,
                   w["dec_w"], w["dec_b"], s["h_att"], s["ctx"], s["h_dec"], s["c_dec"], B)
 
     def launch_project(self, target=None, use_cond: int = 0, cond=np.uint64(0)) -> None:
@@ -209,9 +227,12 @@ class _Plan:
 class GpuDecoder:
     def __init__(self, ctx: GpuContext, cfg: Tacotron2Config, weights: dict[str, np.ndarray], *,
                  precision: str = "fp16", lstm_split: int = 2, energy_tt: int = 16, energy_ad: int = 8,
-                 pdl: bool | None = None, extra_defines: dict | None = None) -> None:
+                 pdl: bool | None = None, tensor_core_lstm: bool | None = None,
+                 extra_defines: dict | None = None) -> None:
         """pdl: launch with programmatic dependent launch on sm_90+ (default: on, unless the
         environment sets TTS_DESKTOP_DECODER_PDL=0; run 15: 4-5 us per step faster at batch 1). energy_tt: unused since v4 (kept for callers).
+        tensor_core_lstm: the FP16 engine's LSTMs on tensor cores at batch > LSTM_BT (sm_80+, sizes
+        that fit; default on unless TTS_DESKTOP_LSTM_TC=0).
         extra_defines: -D overrides for experiments (LSTM_MINB, LSTM_PREFETCH...)."""
         if precision not in ("fp16", "fp32"):
             raise ValueError("precision must be 'fp16' or 'fp32'")
@@ -226,11 +247,19 @@ class GpuDecoder:
         if pdl is None:
             pdl = os.environ.get("TTS_DESKTOP_DECODER_PDL", "1") != "0"
         self.pdl = bool(pdl) and ctx.cc >= (9, 0)
+        if tensor_core_lstm is None:
+            tensor_core_lstm = os.environ.get("TTS_DESKTOP_LSTM_TC", "1") != "0"
+        self.lstm_tc_rowt = int((extra_defines or {}).get("LSTM_TC_ROWT", LSTM_TC_ROWT))
+        self.tensor_core_lstm = (bool(tensor_core_lstm) and self.half and ctx.cc >= (8, 0)
+                                 and tensor_core_lstm_fits(cfg, self.lstm_tc_rowt))
         defines = decoder_defines(cfg, self.half, lstm_split, energy_tt, energy_ad)
+        defines["LSTM_TC_ROWT"] = self.lstm_tc_rowt
         defines.update(extra_defines or {})
         self.module = ctx.compile(["decoder.cu"], defines)
         self.k = {n: self.module.kernel(n) for n in ("dec_lstm_att", "dec_att_energy", "dec_att_context",
                                                     "dec_lstm_dec", "dec_project", "dec_cast_memory")}
+        if self.tensor_core_lstm:
+            self.k.update({n: self.module.kernel(n) for n in ("dec_lstm_att_tc", "dec_lstm_dec_tc")})
         packed = pack_decoder_weights(cfg, weights)
         self.w = {n: ctx.to_device(a, self.wdtype if n in _WT_KEYS else np.float32) for n, a in packed.items()}
         self.weight_bytes = sum(a.nbytes for a in self.w.values())
@@ -353,4 +382,4 @@ class GpuDecoder:
 
     def info(self) -> dict[str, Any]:
         return {"precision": self.precision, "weight_bytes": self.weight_bytes, "lstm_split": self.lstm_split,
-                "energy_ad": self.energy_ad, "pdl": self.pdl}
+                "energy_ad": self.energy_ad, "pdl": self.pdl, "tensor_core_lstm": self.tensor_core_lstm}

@@ -19,7 +19,7 @@ Hyperparameters are NVIDIA's for one GPU (their DGX A100 1-GPU scripts): Tacotro
 weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam, no weight decay, clipping at
 65504 (i.e. only against overflow), 8000-sample segments, sigma 1.0. Changed after measuring on an
 H100 (TrainConfig.resolved says why): Tacotron2's decoder replayed from CUDA graphs in FP32 + TF32
-(graphed.py; NVIDIA: eager FP16 AMP) at NVIDIA's batch 128; WaveGlow batch 48 at lr 2e-4 in
+(graphed.py; NVIDIA: eager FP16 AMP) at batch 64 (NVIDIA: 128); WaveGlow batch 48 at lr 2e-4 in
 bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP), its forward + backward replayed from one CUDA graph
 (graphed_waveglow.py); fused Adam on a GPU. NVIDIA anneals the learning rate only after 500 epochs,
 far beyond these runs, so it is constant here. The WaveGlow is smaller than NVIDIA's
@@ -80,6 +80,11 @@ class TrainConfig:
     weight_decay: float | None = None
     grad_clip: float | None = None
     segment_length: int = 8000  # WaveGlow: audio samples per training item
+    # WaveGlow: standard deviation of Gaussian noise added to the training audio (-80 dBFS). espeak-ng
+    # writes digital silence (13 % of its samples are exactly 0), where a flow's likelihood has no
+    # bound: the step-8,956 model spent itself there (NLL -8.4 per silent sample, -4.5 per voiced
+    # one, log s 14 against 6). LJSpeech's recordings have a noise floor, so NVIDIA needs none.
+    dither: float = 1e-4
     sigma: float = 1.0  # WaveGlow: the prior's standard deviation in the loss
     model_config: dict = field(default_factory=dict)  # overrides of Tacotron2Config / WaveGlowConfig
     amp: str = "auto"  # "fp16", "bf16", "off"; auto = fp16 (NVIDIA's AMP) on a GPU, off on the CPU
@@ -100,11 +105,13 @@ class TrainConfig:
         """The defaults filled in for the model: NVIDIA's, but for WaveGlow's batch size and
         learning rate, changed after measuring them on an H100 (see docs/training.md, "What was
         measured"): batch 48 at lr 2e-4, not 10 at 1e-4 (NVIDIA's 8-GPU runs take 8 x 10 per step;
-        at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 keeps NVIDIA's
-        batch 128: replayed from CUDA graphs a step takes 0.41 s (310 utterances/s) against 0.35 s
-        at batch 64 (182/s). (The first pieces ran at 64, `--batch-size 64`, which aligned the
-        attention within 3,425 steps.)"""
-        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=128, weight_decay=1e-6, grad_clip=1.0),
+        at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 at batch 64, not
+        NVIDIA's 128: replayed from CUDA graphs, batch 128 ran out of the H100's 80 GB twice in
+        session 4 (74 GiB, 35.7 of them the graphs' private pools, one set per length bucket),
+        although a short probe of it (0.41 s per step, 310 utterances/s against 182 at 64) fit
+        in 20.5 GiB. Batch 64 aligned the attention within 3,425 steps and ran for 21 minutes at
+        a time beside WaveGlow."""
+        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=64, weight_decay=1e-6, grad_clip=1.0),
                   "waveglow": dict(learning_rate=2e-4, batch_size=48, weight_decay=0.0, grad_clip=65504.0)}
         if self.model not in nvidia:
             raise ValueError(f"model must be tacotron2 or waveglow, not {self.model!r}")
@@ -146,12 +153,13 @@ class TacotronData:
 
 
 class WaveGlowData:
-    def __init__(self, corpus: Path, split: str, segment_length: int, hop: int = 256, limit: int | None = None):
+    def __init__(self, corpus: Path, split: str, segment_length: int, hop: int = 256, limit: int | None = None,
+                 dither: float = 0.0):
         records = read_manifest(corpus, split)[:limit]
         self.audio = [np.load(Path(corpus) / "wavs" / f"{r['id']}.npy") for r in records]
         self.mels = [np.load(Path(corpus) / "mels" / f"{r['id']}.npy") for r in records]
         self.lengths = np.array([len(a) for a in self.audio])
-        self.segment, self.hop = segment_length, hop
+        self.segment, self.hop, self.dither = segment_length, hop, dither
 
     def __len__(self):
         return len(self.audio)
@@ -162,6 +170,7 @@ class WaveGlowData:
         Frame t of the stored (whole-utterance) mel is centred on sample t*hop, so a segment
         starting at sample j*hop goes with frames j .. j + segment//hop: the frames NVIDIA would
         compute from the segment alone, but without its reflect padding at the segment's edges.
+        The audio gets Gaussian noise of std `dither` everywhere, padding included (TrainConfig.dither).
         """
         n_frames = self.segment // self.hop + 1
         audio = np.zeros((len(indices), self.segment), np.float32)
@@ -173,6 +182,8 @@ class WaveGlowData:
             audio[b, :len(piece)] = piece / 32768.0
             frames = self.mels[i][:, j:j + n_frames]
             mel[b, :, :frames.shape[1]] = frames
+        if self.dither:
+            audio += rng.normal(0.0, self.dither, audio.shape).astype(np.float32)
         return {"mel": torch.from_numpy(mel), "audio": torch.from_numpy(audio)}
 
 
@@ -353,8 +364,8 @@ def train(cfg: TrainConfig) -> dict:
                        for i in range(0, len(val), cfg.batch_size)]
         make_batch = data.batch
     else:
-        data = WaveGlowData(corpus, "train", cfg.segment_length)
-        val = WaveGlowData(corpus, "val", cfg.segment_length, limit=cfg.val_items)
+        data = WaveGlowData(corpus, "train", cfg.segment_length, dither=cfg.dither)
+        val = WaveGlowData(corpus, "val", cfg.segment_length, limit=cfg.val_items, dither=cfg.dither)
         val_rng = np.random.default_rng(0)  # the same validation segments every time
         val_batches = [val.batch(list(range(i, min(i + cfg.batch_size, len(val)))), val_rng)
                        for i in range(0, len(val), cfg.batch_size)]
@@ -370,7 +381,8 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"the corpus has {len(data)} training utterances, fewer than a batch of {cfg.batch_size}")
     _log(log_path, {"event": "start", "model": cfg.model, "device": str(device), "amp": amp,
                     "graphs": graphs, "train_items": len(data), "val_items": len(val), "batch_size": cfg.batch_size,
-                    "lr": cfg.learning_rate, "parameters": sum(p.numel() for p in model.parameters()),
+                    "lr": cfg.learning_rate, **({"dither": cfg.dither} if cfg.model == "waveglow" else {}),
+                    "parameters": sum(p.numel() for p in model.parameters()),
                     "model_config": model.nvidia_config()})
 
     deadline = t_start + cfg.minutes * 60
@@ -497,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, dest="learning_rate")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--segment-length", type=int, default=TrainConfig.segment_length)
+    p.add_argument("--dither", type=float, default=TrainConfig.dither,
+                   help="WaveGlow: std of the Gaussian noise added to the training audio (0: none)")
     p.add_argument("--model-config", type=json.loads, default={},
                    help='JSON overrides of the model config, e.g. \'{"wn_n_channels": 256}\'')
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")

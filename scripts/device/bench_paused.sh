@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# On the GPU machine while trainings run (scripts/training/start.sh), carrying .whl, .dle and
+# .fixtures: pause the trainings (SIGSTOP: their memory stays, their kernels stop), take the
+# benchmarks on the then quiet GPU, resume them, and start the whole GPU test suite in the
+# background (correctness does not mind sharing the GPU); collect it with collect_tests.sh.
+# BENCH_SETS picks what to measure: b32 (FP16 batch 32, tensor-core LSTMs on and off), b1 (FP16
+# batch 1), full (bench_then_tests.sh's three runs with --compare-pytorch).
+set -u
+T0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  .whl/*.whl .dle/wheels/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+PIDS=$(cat /tmp/train_*.pid 2>/dev/null)
+resume() { [ -n "$PIDS" ] && kill -CONT $PIDS 2>/dev/null; }
+trap resume EXIT
+[ -n "$PIDS" ] && kill -STOP $PIDS 2>/dev/null && sleep 2 && echo "paused trainings: $PIDS"
+nvidia-smi --query-gpu=name,utilization.gpu,memory.used,clocks.sm --format=csv,noheader
+mkdir -p $OUT/bench
+B="python3 -m tts_desktop.cli.main bench --device cuda --frames 580 --save $OUT/bench"
+for S in ${BENCH_SETS:-b32 b1}; do case $S in
+  b32) echo "== fp16, batch 32, tensor-core LSTMs"; timeout 120 $B --precision fp16 --batch 32 --runs 5 2>&1 | tee $OUT/bench_fp16_b32.log | tail -n 24
+       echo "== fp16, batch 32, scalar LSTMs (TTS_DESKTOP_LSTM_TC=0)"
+       TTS_DESKTOP_LSTM_TC=0 timeout 120 $B --precision fp16 --batch 32 --runs 3 2>&1 | tee $OUT/bench_fp16_b32_scalar.log | grep -E "decoder|avg|RTF|audio" ;;
+  b1) echo "== fp16, batch 1"; timeout 120 $B --precision fp16 --runs 20 2>&1 | tee $OUT/bench_fp16.log | tail -n 24 ;;
+  full) echo "== fp32 + TF32, batch 1"; timeout 200 $B --precision fp32 --tf32 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_tf32.log | tail -n 30
+        echo "== fp16, batch 1"; timeout 150 $B --precision fp16 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_fp16.log | tail -n 30 ;;
+esac; done
+resume; trap - EXIT
+echo "== benchmarks done in $(( $(date +%s) - T0 )) s, trainings resumed; GPU tests start in the background"
+mkdir -p /tmp/gpu_measured
+TTS_DESKTOP_TEST_OUT=/tmp/gpu_measured setsid nohup timeout 1200 python3 -m pytest -q -p no:cacheprovider \
+  --tb=short ${GPU_TESTS:-tests/gpu tests/test_engine_cache.py} > /tmp/gpu_tests.log 2>&1 < /dev/null &
+sleep ${WAIT_AFTER:-0}
+for M in tacotron2 waveglow; do [ -f /tmp/train_$M.log ] && { echo "== $M"; tail -n 2 /tmp/train_$M.log; }; done
+tail -n 3 /tmp/gpu_tests.log
+echo "lease at $(( $(date +%s) - $(cat /tmp/t_start 2>/dev/null || echo $T0) )) s"
