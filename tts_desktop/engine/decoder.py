@@ -10,7 +10,9 @@ Python runs per step. Kernels skip work once done is set, so extra steps in a gr
 
 Precision: 'fp16' keeps every weight matrix and the encoder memory in half precision and does all
 arithmetic and keeps all state in float (the weights, ~36 MB at NVIDIA's sizes, then stay in a
-50 MB L2); 'fp32' keeps everything float.
+50 MB L2); 'fp32' keeps everything float. Beyond batch 4 (LSTM_BT) the FP16 engine runs both LSTMs
+on tensor cores (dec_lstm_*_tc, sm_80+), their float inputs split into two halves so that the math
+keeps ~22 bits: at batch 32 on an H100 the step drops from 187.5 to 84.6 us.
 
 Semantics follow tts_desktop.model.tacotron2.Tacotron2.decode (NVIDIA's Decoder.infer): lengths
 count steps before the stop step; an item's frames from n_frames on are filled (mel 0, alignment 0,
