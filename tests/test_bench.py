@@ -38,9 +38,10 @@ def test_tf32_precision_is_named_in_the_block():
     assert format_block(strict).splitlines()[1] == "precision = fp32"
 
 
-def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys):
+def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys, monkeypatch):
     from tts_desktop.model.importer import import_voice
 
+    monkeypatch.setenv("TTS_DESKTOP_LSTM_TC", "0")  # an engine switch: recorded with the result
     voice = import_voice(golden_dir / "tacotron2_dle.pt", golden_dir / "waveglow_dle.pt", tmp_path / "v")
     save = tmp_path / "results"
     code = main(["bench", "--device", "cpu", "--voice", str(voice), "--frames", "12", "--runs", "3",
@@ -55,4 +56,5 @@ def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys):
     assert record["device"] == "cpu" and record["frames_forced"] == 12
     assert record["precision"] == "fp32" and record["tf32"] is False and "precision = fp32" in out
     assert len(record["ours"]["latencies_s"]) == 3
+    assert record["settings"]["TTS_DESKTOP_LSTM_TC"] == "0" and "settings = " in out and "TTS_DESKTOP_LSTM_TC=0" in out
     assert np.isclose(record["ours"]["avg_audio_s"], 12 * 256 / 22050)

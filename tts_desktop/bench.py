@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import sys
 import time
@@ -159,6 +160,11 @@ def run_bench(args) -> int:
                         audio_cfg.sampling_rate)
     ours.precision = precision
     print(format_block(ours))
+    # the engine's environment switches (TTS_DESKTOP_LSTM_TC=0, TTS_DESKTOP_DECODER_PDL=0...) change
+    # what ran: say so, so that a result is never mistaken for the default engine's
+    settings = {k: v for k, v in sorted(os.environ.items()) if k.startswith("TTS_DESKTOP_")}
+    if settings:
+        print("settings = " + " ".join(f"{k}={v}" for k, v in settings.items()))
     record = {
         "command": "tts-desktop " + " ".join(sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -171,6 +177,7 @@ def run_bench(args) -> int:
         "voice": str(path) if path else "random weights at NVIDIA's full dimensions",
         "input_chars": len(text),
         "frames_forced": args.frames,
+        "settings": settings,
         "ours": {**ours.stats(), "stages_s": ours.stage_means(), "peak_memory_bytes": ours.peak_memory_bytes,
                  "latencies_s": ours.latencies},
     }
