@@ -107,7 +107,8 @@ class TrainConfig:
         measured"): batch 48 at lr 2e-4, not 10 at 1e-4 (NVIDIA's 8-GPU runs take 8 x 10 per step;
         at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 at batch 64, not
         NVIDIA's 128: replayed from CUDA graphs, batch 128 ran out of the H100's 80 GB twice in
-        session 4 (74 GiB, 35.7 of them the graphs' private pools, one set per length bucket),
+        session 4 (74 GiB: the graphs' shared pool, 35.7 GiB, plus the eager warm-up steps of
+        each newly captured length bucket; docs/training.md),
         although a short probe of it (0.41 s per step, 310 utterances/s against 182 at 64) fit
         in 20.5 GiB. Batch 64 aligned the attention within 3,425 steps and ran for 21 minutes at
         a time beside WaveGlow."""
