@@ -602,3 +602,13 @@ def test_waveglow_segments_get_dither_where_the_corpus_has_digital_silence(corpu
     assert abs(noise.std() / 1e-3 - 1) < 0.05 and abs(noise.mean()) < 1e-4
     assert torch.equal(a["mel"], b["mel"])  # the same segments: the noise comes after choosing them
     assert TrainConfig("waveglow", "", "").dither == pytest.approx(1e-4)
+
+
+def test_graph_warmup_is_each_or_first():
+    """The Tacotron2 graphs' warm-up policy (graphed.GraphedTacotron2Step.warmup_each): each
+    captured length warms up eagerly by default; 'first' (less GPU memory) is checked on a GPU by
+    tests/gpu/test_train_graphed_gpu.py. Anything else is refused before a run starts."""
+    assert TrainConfig("tacotron2", "", "").resolved().graph_warmup == "each"
+    assert TrainConfig("tacotron2", "", "", graph_warmup="first").resolved().graph_warmup == "first"
+    with pytest.raises(ValueError, match="graph_warmup"):
+        TrainConfig("tacotron2", "", "", graph_warmup="never").resolved()

@@ -49,15 +49,16 @@ def _grads(model):
     return torch.cat([p.grad.flatten() for p in model.parameters()]).clone()
 
 
+@pytest.mark.parametrize("warmup_each", [True, False], ids=["warmup-each", "warmup-first"])
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_graph_replay_equals_the_uncaptured_step(batch_size, monkeypatch):
+def test_graph_replay_equals_the_uncaptured_step(batch_size, warmup_each, monkeypatch):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     monkeypatch.setattr(models, "CONV_DROPOUT", 0.0)
     monkeypatch.setattr(models, "PRENET_DROPOUT", 0.0)
     torch.manual_seed(0)
     model = Tacotron2(Tacotron2Config.from_dict(SMALL), p_attention_dropout=0.0, p_decoder_dropout=0.0).cuda()
-    graphed = GraphedTacotron2Step(model, batch_size, t_in=24, frame_step=32)
+    graphed = GraphedTacotron2Step(model, batch_size, t_in=24, frame_step=32, warmup_each=warmup_each)
     eager = GraphedTacotron2Step(model, batch_size, t_in=24, frame_step=32, use_graphs=False)
     gen = torch.Generator().manual_seed(1)
     # frames 50 and 60 share the 64-frame graph; 20 gets its own (32): the shared pool is exercised

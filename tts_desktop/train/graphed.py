@@ -23,7 +23,11 @@ zeroed before the postnet, as the convolutions' own padding would be. BatchNorm 
 does see the extra frames in its batch statistics, the one difference from an eager step.
 
 All graphs share one memory pool: a replay's temporaries are dead when it ends, so the
-lengths' graphs may reuse each other's memory, and only one runs at a time.
+lengths' graphs may reuse each other's memory, and only one runs at a time. Each capture is
+preceded by two eager warm-up steps of its length (`warmup_each=True`), which run outside that pool
+while it holds the earlier graphs' memory: at batch 128 the pool (35.7 GiB) plus one warm-up made
+74 GiB and ran out of memory on an H100. `warmup_each=False` warms up before the first capture
+only (untried on a GPU so far: tests/gpu/test_train_graphed_gpu.py checks it).
 
 No loss scaling: under graphs the step runs in FP32 with TF32 matrix products (GradScaler's
 skip-on-overflow needs the host), which on these small matrices costs next to nothing.
@@ -42,16 +46,22 @@ from torch.nn import functional as F
 from tts_desktop.train.losses import tacotron2_loss
 
 
-def capture_step(run, zero_grad, pool=None):
+def capture_step(run, zero_grad, pool=None, warmup: bool = True):
     """Record `run` (a forward + backward) into a new CUDA graph: first two warm-up runs on a side
     stream (cuBLAS and cuDNN set themselves up on first use, which capture forbids), their
-    gradients zeroed, then the recorded run. Returns (graph, what the recorded run returned)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            run()
-    torch.cuda.current_stream().wait_stream(side)
+    gradients zeroed, then the recorded run. Returns (graph, what the recorded run returned).
+    `warmup=False` records at once: for a later capture of the same step at another shape, once
+    the libraries are set up (and cuDNN's autotuner is off, as for the Tacotron2)."""
+    if warmup:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                run()
+        torch.cuda.current_stream().wait_stream(side)
+        # the warm-up's blocks sit in the ordinary allocator's cache, out of the graph pool's reach
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
     zero_grad()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool):
@@ -72,10 +82,11 @@ class _Static:
 
 
 class GraphedTacotron2Step:
-    def __init__(self, model, batch_size: int, t_in: int, frame_step: int = 64, use_graphs: bool = True):
+    def __init__(self, model, batch_size: int, t_in: int, frame_step: int = 64, use_graphs: bool = True,
+                 warmup_each: bool = True):
         self.model = model
         self.batch_size, self.t_in, self.frame_step = batch_size, t_in, frame_step
-        self.use_graphs = use_graphs
+        self.use_graphs, self.warmup_each = use_graphs, warmup_each
         params = list(model.named_parameters())
         # parameters the graph computes gradients for, and those the eager encoder does
         self.graph_params = [p for n, p in params if n.startswith(("decoder.", "postnet."))]
@@ -120,7 +131,8 @@ class GraphedTacotron2Step:
         return self.statics[frames]
 
     def _capture(self, st: _Static) -> None:
-        st.graph, losses = capture_step(lambda: self._decoder_loss_backward(st), self.zero_grad, self.pool)
+        warmup = self.warmup_each or self.pool is None  # the first capture always warms up
+        st.graph, losses = capture_step(lambda: self._decoder_loss_backward(st), self.zero_grad, self.pool, warmup)
         st.losses = {k: v.detach() for k, v in losses.items()}
         if self.pool is None:
             self.pool = st.graph.pool()

@@ -91,6 +91,9 @@ class TrainConfig:
     # Tacotron2 on a GPU: decoder + postnet + loss + backward replayed from CUDA graphs (graphed.py),
     # in FP32 with TF32 products; "auto" = on for Tacotron2 on CUDA when amp is auto or off
     graphs: str = "auto"
+    # Tacotron2 graphs: "each" captured length warms up eagerly first, or only the "first" one
+    # (graphed.GraphedTacotron2Step.warmup_each: less memory, untried on a GPU so far)
+    graph_warmup: str = "each"
     device: str = "auto"
     init_from: str | None = None  # folder with exported shards to start from (weights only)
     # after --init-from, Adam starts with empty moments, and its first updates are full
@@ -116,6 +119,8 @@ class TrainConfig:
                   "waveglow": dict(learning_rate=2e-4, batch_size=48, weight_decay=0.0, grad_clip=65504.0)}
         if self.model not in nvidia:
             raise ValueError(f"model must be tacotron2 or waveglow, not {self.model!r}")
+        if self.graph_warmup not in ("each", "first"):
+            raise ValueError(f"graph_warmup must be 'each' or 'first', not {self.graph_warmup!r}")
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in nvidia[self.model].items()}
         model_config = dict(DEMO_WAVEGLOW if self.model == "waveglow" else {}, **self.model_config)
         return dataclasses.replace(self, model_config=model_config, **values)
@@ -375,7 +380,8 @@ def train(cfg: TrainConfig) -> dict:
     capture_logged = False
     if graphs and cfg.model == "tacotron2":
         longest_text = max(len(t) for t in data.texts + val.texts)
-        step_fn = GraphedTacotron2Step(model, cfg.batch_size, t_in=-(-longest_text // 8) * 8)
+        step_fn = GraphedTacotron2Step(model, cfg.batch_size, t_in=-(-longest_text // 8) * 8,
+                                       warmup_each=cfg.graph_warmup == "each")
     elif graphs:
         step_fn = GraphedWaveGlowStep(model, cfg.batch_size, cfg.segment_length, cfg.sigma, amp_dtype)
     if len(data) < cfg.batch_size:
@@ -517,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
     p.add_argument("--graphs", choices=["auto", "on", "off"], default="auto",
                    help="Tacotron2 on CUDA: replay decoder+postnet+backward from CUDA graphs (FP32+TF32)")
+    p.add_argument("--graph-warmup", choices=["each", "first"], default=TrainConfig.graph_warmup,
+                   help="Tacotron2 graphs: warm up eagerly before each length's capture, or the first only")
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
     p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
