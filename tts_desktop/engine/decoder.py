@@ -113,7 +113,7 @@ def decoder_defines(cfg: Tacotron2Config, half: bool, lstm_split: int = 2, energ
         "ENC": cfg.encoder_embedding_dim, "ATT_RNN": cfg.attention_rnn_dim, "DEC_RNN": cfg.decoder_rnn_dim,
         "ATT_DIM": cfg.attention_dim, "LOC_F": cfg.attention_location_n_filters,
         "LOC_K": cfg.attention_location_kernel_size, "LSTM_SPLIT": lstm_split, "ENERGY_AD": energy_ad,
-        "CTX_D": context_dims(cfg.encoder_embedding_dim),
+        "CTX_D": context_dims(cfg.encoder_embedding_dim), "LSTM_TC_ROWT": LSTM_TC_ROWT,
     }  # fmt: skip
 
 
@@ -182,7 +182,7 @@ class _Plan:
 
     def launch_context(self, target=None) -> None:
         d, ctx, k, B, T_in, cfg, w, s, i = self._args()
-        d._launch(k["dec_att_context"], (cfg.encoder_embedding_dim // context_dims(cfg.encoder_embedding_dim), B), 4 * T_in, target, self.ctl,
+        d._launch(k["dec_att_context"], (cfg.encoder_embedding_dim // d.ctx_d, B), 4 * T_in, target, self.ctl,
                   self.energy, self.memory, i["in_len"], i["stopped"], s["aw"], s["cum"], s["ctx"],
                   self.align if self.align is not None else np.uintp(0), B, T_in, self.T_out)
 
@@ -249,14 +249,14 @@ class GpuDecoder:
         if pdl is None:
             pdl = os.environ.get("TTS_DESKTOP_DECODER_PDL", "1") != "0"
         self.pdl = bool(pdl) and ctx.cc >= (9, 0)
+        defines = decoder_defines(cfg, self.half, lstm_split, energy_tt, energy_ad)
+        defines.update(extra_defines or {})
+        # launch shapes follow the sizes the module is compiled with
+        self.ctx_d, self.lstm_tc_rowt = int(defines["CTX_D"]), int(defines["LSTM_TC_ROWT"])
         if tensor_core_lstm is None:
             tensor_core_lstm = os.environ.get("TTS_DESKTOP_LSTM_TC", "1") != "0"
-        self.lstm_tc_rowt = int((extra_defines or {}).get("LSTM_TC_ROWT", LSTM_TC_ROWT))
         self.tensor_core_lstm = (bool(tensor_core_lstm) and self.half and ctx.cc >= (8, 0)
                                  and tensor_core_lstm_fits(cfg, self.lstm_tc_rowt))
-        defines = decoder_defines(cfg, self.half, lstm_split, energy_tt, energy_ad)
-        defines["LSTM_TC_ROWT"] = self.lstm_tc_rowt
-        defines.update(extra_defines or {})
         self.module = ctx.compile(["decoder.cu"], defines)
         self.k = {n: self.module.kernel(n) for n in ("dec_lstm_att", "dec_att_energy", "dec_att_context",
                                                     "dec_lstm_dec", "dec_project", "dec_cast_memory")}
