@@ -59,7 +59,7 @@ def measure(cfg: TrainConfig, steps: int = 20, warmup: int = 3, compile: bool = 
     optimizer = make_optimizer(model, cfg, device, fused)
     step_fn = GraphedWaveGlowStep(model, cfg.batch_size, cfg.segment_length, cfg.sigma, amp_dtype) if graphs else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    data = WaveGlowData(Path(cfg.corpus), "train", cfg.segment_length)
+    data = WaveGlowData(Path(cfg.corpus), "train", cfg.segment_length, dither=cfg.dither)
     rng = np.random.default_rng(cfg.seed)
     host_seconds = [0.0]
 
