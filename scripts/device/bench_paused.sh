@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU machine while trainings run (scripts/training/start.sh), carrying .whl, .dle and
-# .fixtures: pause the trainings (SIGSTOP: their memory stays, their kernels stop), take the
-# benchmarks on the then quiet GPU and resume them. With GPU_TESTS="tests/gpu ..." it then starts
-# those tests in the background (collect them with collect_tests.sh) -- only beside a training that
-# leaves room: in session 4 the suite beside the batch-128 Tacotron2 (74 GiB) made both run out of
-# memory.
-# BENCH_SETS picks what to measure: b32 (FP16 batch 32, tensor-core LSTMs on and off), b1 (FP16
-# batch 1), full (bench_then_tests.sh's three runs with --compare-pytorch).
+# On the GPU machine, from the repository root, carrying .whl, .dle and .fixtures: the engine's
+# benchmarks on a quiet GPU. Trainings running beside it (scripts/training/start.sh) are paused for
+# them (SIGSTOP: their memory stays, their kernels stop) and resumed after. With
+# GPU_TESTS="tests/gpu ..." it then starts those tests in the background, log in /tmp/gpu_tests.log
+# (collect it with collect_tests.sh) -- only where they have the GPU's memory to themselves: in
+# session 4 the suite beside the batch-128 Tacotron2 (74 GiB) made both run out of memory.
+# BENCH_SETS picks what to measure: b32 (FP16 batch 32), b32scalar (the same with the LSTMs on CUDA
+# cores, TTS_DESKTOP_LSTM_TC=0), b1 (FP16 batch 1), full (FP32 + TF32 and FP16 at batch 1 with
+# --compare-pytorch). WAIT_AFTER seconds of waiting at the end keep a training lease busy.
 set -u
 T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -16,19 +17,20 @@ PIDS=$(cat /tmp/train_*.pid 2>/dev/null)
 resume() { [ -n "$PIDS" ] && kill -CONT $PIDS 2>/dev/null; }
 trap resume EXIT
 [ -n "$PIDS" ] && kill -STOP $PIDS 2>/dev/null && sleep 2 && echo "paused trainings: $PIDS"
-nvidia-smi --query-gpu=name,utilization.gpu,memory.used,clocks.sm --format=csv,noheader
+nvidia-smi --query-gpu=name,driver_version,utilization.gpu,memory.used,clocks.sm,clocks.max.sm --format=csv,noheader
 mkdir -p $OUT/bench
 B="python3 -m tts_desktop.cli.main bench --device cuda --frames 580 --save $OUT/bench"
-for S in ${BENCH_SETS:-b32 b1}; do case $S in
-  b32) echo "== fp16, batch 32, tensor-core LSTMs"; timeout 120 $B --precision fp16 --batch 32 --runs 5 2>&1 | tee $OUT/bench_fp16_b32.log | tail -n 24
-       echo "== fp16, batch 32, scalar LSTMs (TTS_DESKTOP_LSTM_TC=0)"
+for S in ${BENCH_SETS:-b32 b32scalar b1}; do case $S in
+  b32) echo "== fp16, batch 32"; timeout 120 $B --precision fp16 --batch 32 --runs 5 2>&1 | tee $OUT/bench_fp16_b32.log | tail -n 30 ;;
+  b32scalar) echo "== fp16, batch 32, LSTMs on CUDA cores (TTS_DESKTOP_LSTM_TC=0)"
        TTS_DESKTOP_LSTM_TC=0 timeout 120 $B --precision fp16 --batch 32 --runs 3 2>&1 | tee $OUT/bench_fp16_b32_scalar.log | grep -E "decoder|avg|RTF|audio" ;;
-  b1) echo "== fp16, batch 1"; timeout 120 $B --precision fp16 --runs 20 2>&1 | tee $OUT/bench_fp16.log | tail -n 24 ;;
+  b1) echo "== fp16, batch 1"; timeout 120 $B --precision fp16 --runs 20 2>&1 | tee $OUT/bench_fp16.log | tail -n 30 ;;
   full) echo "== fp32 + TF32, batch 1"; timeout 200 $B --precision fp32 --tf32 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_tf32.log | tail -n 30
         echo "== fp16, batch 1"; timeout 150 $B --precision fp16 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_fp16.log | tail -n 30 ;;
+  *) echo "unknown benchmark set $S"; exit 2 ;;
 esac; done
 resume; trap - EXIT
-echo "== benchmarks done in $(( $(date +%s) - T0 )) s, trainings resumed"
+echo "== benchmarks done in $(( $(date +%s) - T0 )) s${PIDS:+, trainings resumed}"
 if [ -n "${GPU_TESTS:-}" ]; then
   mkdir -p /tmp/gpu_measured
   TTS_DESKTOP_TEST_OUT=/tmp/gpu_measured setsid nohup timeout 1200 python3 -m pytest -q -p no:cacheprovider \
