@@ -29,7 +29,7 @@ from tts_desktop.train import corpus as corpus_mod  # noqa: E402
 from tts_desktop.train import evaluate, export  # noqa: E402
 from tts_desktop.train.losses import tacotron2_loss  # noqa: E402
 from tts_desktop.train.models import Tacotron2, WaveGlow, folded_state_dict, load_folded_state_dict  # noqa: E402
-from tts_desktop.train.train import DEMO_WAVEGLOW, TrainConfig, bucketed_batches, train  # noqa: E402
+from tts_desktop.train.train import DEMO_WAVEGLOW, TrainConfig, bucketed_batches, learning_rate_at, train  # noqa: E402
 
 TINY_T2 = dict(n_symbols=len(SYMBOLS), symbols_embedding_dim=32, encoder_embedding_dim=32, encoder_kernel_size=5,
                encoder_n_convolutions=2, attention_rnn_dim=48, attention_dim=16, attention_location_n_filters=4,
@@ -490,6 +490,37 @@ def test_init_from_shards_continues_the_step_count_and_ramps_the_learning_rate(t
     assert first < fresh
 
 
+def test_learning_rate_decays_geometrically_between_two_steps():
+    cfg = TrainConfig("waveglow", "", "", learning_rate=2e-4, lr_decay=(1000, 3000, 2e-6)).resolved()
+    rates = [learning_rate_at(cfg, s) for s in (0, 1000, 2000, 3000, 10_000)]
+    assert rates == pytest.approx([2e-4, 2e-4, 2e-5, 2e-6, 2e-6])  # 2000: halfway, the geometric mean
+    # the ramp after --init-from multiplies whatever the schedule gives
+    assert learning_rate_at(cfg, 2000, warmup=(1999, 4)) == pytest.approx(2e-5 * 2 / 4)
+    assert learning_rate_at(TrainConfig("tacotron2", "", "").resolved(), 10**6) == 1e-3  # none: constant
+    for bad in [(3000, 1000, 1e-5), (0, 10, 0.0), (-1, 10, 1e-5)]:
+        with pytest.raises(ValueError, match="lr_decay"):
+            TrainConfig("waveglow", "", "", lr_decay=bad).resolved()
+
+
+def test_lr_decay_option_anneals_a_resumed_run(tacotron2_run, corpus, tmp_path, capsys):
+    from tts_desktop.train.train import main
+
+    shards = tacotron2_run["out"] / "export"
+    with pytest.raises(SystemExit):
+        main(["tacotron2", "--corpus", str(corpus), "--out", str(tmp_path), "--minutes", "1",
+              "--lr-decay", "26", "soon", "1e-5"])
+    assert "--lr-decay takes two step numbers and a rate" in capsys.readouterr().err
+    cfg = TrainConfig("tacotron2", str(corpus), str(tmp_path), minutes=5, max_steps=25 + 6, batch_size=4,
+                      learning_rate=1e-3, model_config=TINY_T2, log_every=1, val_items=4,
+                      init_from=str(shards), restart_warmup=2, lr_decay=(26, 28, 1e-5))
+    assert train(cfg)["step"] == 31
+    log = [json.loads(line) for line in (tmp_path / "log" / "train.jsonl").read_text().splitlines()]
+    assert [r for r in log if r.get("event") == "start"][0]["lr_decay"] == [26, 28, 1e-5]
+    lrs = [r["lr"] for r in log if "lr" in r and "event" not in r]
+    # updates from steps 25..30: the ramp's first half step, then 1e-3 -> 1e-5 over steps 26..28
+    assert lrs == pytest.approx([5e-4, 1e-3, 1e-4, 1e-5, 1e-5, 1e-5])
+
+
 def test_waveglow_speed_probe_times_the_training_step_and_profiles_it(corpus):
     """train/speed.py runs train.py's WaveGlow step (here on the CPU, tiny model) and reports the
     time per step, the host's share and, asked to, the operators that took longest."""
@@ -605,10 +636,11 @@ def test_waveglow_segments_get_dither_where_the_corpus_has_digital_silence(corpu
 
 
 def test_graph_warmup_is_each_or_first():
-    """The Tacotron2 graphs' warm-up policy (graphed.GraphedTacotron2Step.warmup_each): each
-    captured length warms up eagerly by default; 'first' (less GPU memory) is checked on a GPU by
-    tests/gpu/test_train_graphed_gpu.py. Anything else is refused before a run starts."""
-    assert TrainConfig("tacotron2", "", "").resolved().graph_warmup == "each"
-    assert TrainConfig("tacotron2", "", "", graph_warmup="first").resolved().graph_warmup == "first"
+    """The Tacotron2 graphs' warm-up policy (graphed.GraphedTacotron2Step.warmup_each): only the
+    first captured length warms up eagerly by default (less GPU memory: batch 128 fits); both
+    policies are checked on a GPU by tests/gpu/test_train_graphed_gpu.py. Anything else is
+    refused before a run starts."""
+    assert TrainConfig("tacotron2", "", "").resolved().graph_warmup == "first"
+    assert TrainConfig("tacotron2", "", "", graph_warmup="each").resolved().graph_warmup == "each"
     with pytest.raises(ValueError, match="graph_warmup"):
         TrainConfig("tacotron2", "", "", graph_warmup="never").resolved()

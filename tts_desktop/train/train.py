@@ -19,7 +19,7 @@ Hyperparameters are NVIDIA's for one GPU (their DGX A100 1-GPU scripts): Tacotro
 weight decay 1e-6, gradient clipping at norm 1.0; WaveGlow Adam, no weight decay, clipping at
 65504 (i.e. only against overflow), 8000-sample segments, sigma 1.0. Changed after measuring on an
 H100 (TrainConfig.resolved says why): Tacotron2's decoder replayed from CUDA graphs in FP32 + TF32
-(graphed.py; NVIDIA: eager FP16 AMP) at batch 64 (NVIDIA: 128); WaveGlow batch 48 at lr 2e-4 in
+(graphed.py; NVIDIA: eager FP16 AMP) at NVIDIA's batch 128; WaveGlow batch 48 at lr 2e-4 in
 bf16 (NVIDIA: 10 at 1e-4 in FP16 AMP), its forward + backward replayed from one CUDA graph
 (graphed_waveglow.py); fused Adam on a GPU. NVIDIA anneals the learning rate only after 500 epochs,
 far beyond these runs, so it is constant here. The WaveGlow is smaller than NVIDIA's
@@ -92,13 +92,18 @@ class TrainConfig:
     # in FP32 with TF32 products; "auto" = on for Tacotron2 on CUDA when amp is auto or off
     graphs: str = "auto"
     # Tacotron2 graphs: "each" captured length warms up eagerly first, or only the "first" one
-    # (graphed.GraphedTacotron2Step.warmup_each: less memory, untried on a GPU so far)
-    graph_warmup: str = "each"
+    # (graphed.GraphedTacotron2Step.warmup_each): "each" ran batch 128 out of memory (74 GiB),
+    # "first" held 53 GiB with WaveGlow beside it (both measured on an H100, docs/training.md)
+    graph_warmup: str = "first"
     device: str = "auto"
     init_from: str | None = None  # folder with exported shards to start from (weights only)
     # after --init-from, Adam starts with empty moments, and its first updates are full
     # learning-rate steps however small the gradients: ramp the rate up over this many steps
     restart_warmup: int = 200
+    # (first step, last step, final rate): from the first step on, the rate falls geometrically
+    # to the final one, reached at the last step and kept after it. NVIDIA's rate is constant
+    # for 500 epochs; a piece near the end of the training budget can anneal instead.
+    lr_decay: tuple[int, int, float] | None = None
     seed: int = 1234
     log_every: int = 20
     checkpoint_minutes: float = 5.0
@@ -108,22 +113,38 @@ class TrainConfig:
         """The defaults filled in for the model: NVIDIA's, but for WaveGlow's batch size and
         learning rate, changed after measuring them on an H100 (see docs/training.md, "What was
         measured"): batch 48 at lr 2e-4, not 10 at 1e-4 (NVIDIA's 8-GPU runs take 8 x 10 per step;
-        at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 at batch 64, not
-        NVIDIA's 128: replayed from CUDA graphs, batch 128 ran out of the H100's 80 GB twice in
-        session 4 (74 GiB: the graphs' shared pool, 35.7 GiB, plus the eager warm-up steps of
-        each newly captured length bucket; docs/training.md),
-        although a short probe of it (0.41 s per step, 310 utterances/s against 182 at 64) fit
-        in 20.5 GiB. Batch 64 aligned the attention within 3,425 steps and ran for 21 minutes at
-        a time beside WaveGlow."""
-        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=64, weight_decay=1e-6, grad_clip=1.0),
+        at batch 10 the GPU idles on launches, and FP16 AMP went NaN). Tacotron2 at NVIDIA's
+        batch 128: replayed from CUDA graphs, it ran out of the H100's 80 GB twice in session 4
+        while each new length bucket was warmed up eagerly (74 GiB: the graphs' shared pool plus
+        that warm-up); with graph_warmup "first" it held 53 GiB, steady, for 20 minutes beside
+        WaveGlow in session 5 (184 utterances/s, against 140-150 at batch 64)."""
+        nvidia = {"tacotron2": dict(learning_rate=1e-3, batch_size=128, weight_decay=1e-6, grad_clip=1.0),
                   "waveglow": dict(learning_rate=2e-4, batch_size=48, weight_decay=0.0, grad_clip=65504.0)}
         if self.model not in nvidia:
             raise ValueError(f"model must be tacotron2 or waveglow, not {self.model!r}")
+        if self.lr_decay is not None:
+            first, last, final = self.lr_decay
+            if not (0 <= first < last and final > 0):
+                raise ValueError(f"lr_decay must be (first step, later last step, final rate > 0), not {self.lr_decay!r}")
         if self.graph_warmup not in ("each", "first"):
             raise ValueError(f"graph_warmup must be 'each' or 'first', not {self.graph_warmup!r}")
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in nvidia[self.model].items()}
         model_config = dict(DEMO_WAVEGLOW if self.model == "waveglow" else {}, **self.model_config)
         return dataclasses.replace(self, model_config=model_config, **values)
+
+
+def learning_rate_at(cfg: TrainConfig, step: int, warmup: tuple[int, int] = (0, 0)) -> float:
+    """The rate for the update that takes the model from `step` to step + 1: cfg.lr_decay's
+    geometric fall (if any), times the linear ramp over `warmup` = (first step, steps) that
+    follows --init-from (Adam's moments start empty there)."""
+    rate = cfg.learning_rate
+    if cfg.lr_decay is not None:
+        first, last, final = cfg.lr_decay
+        progress = min(max((step - first) / (last - first), 0.0), 1.0)
+        rate = rate * (final / rate) ** progress
+    if warmup[1] and step < warmup[0] + warmup[1]:
+        rate *= (step - warmup[0] + 1) / warmup[1]
+    return rate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +380,7 @@ def train(cfg: TrainConfig) -> dict:
                         "lr_warmup_steps": cfg.restart_warmup})
     model.to(device).train()
     for group in optimizer.param_groups:
-        group["lr"] = cfg.learning_rate
+        group["lr"] = learning_rate_at(cfg, step, warmup)
 
     corpus = Path(cfg.corpus)
     rng = np.random.default_rng(cfg.seed + step)  # a resumed run does not replay the same batches
@@ -388,7 +409,8 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"the corpus has {len(data)} training utterances, fewer than a batch of {cfg.batch_size}")
     _log(log_path, {"event": "start", "model": cfg.model, "device": str(device), "amp": amp,
                     "graphs": graphs, "train_items": len(data), "val_items": len(val), "batch_size": cfg.batch_size,
-                    "lr": cfg.learning_rate, **({"dither": cfg.dither} if cfg.model == "waveglow" else {}),
+                    "lr": cfg.learning_rate, **({"lr_decay": list(cfg.lr_decay)} if cfg.lr_decay else {}),
+                    **({"dither": cfg.dither} if cfg.model == "waveglow" else {}),
                     "parameters": sum(p.numel() for p in model.parameters()),
                     "model_config": model.nvidia_config()})
 
@@ -465,9 +487,8 @@ def train(cfg: TrainConfig) -> dict:
                     scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                if step < warmup[0] + warmup[1]:
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.learning_rate * (step - warmup[0] + 1) / warmup[1]
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(cfg, step, warmup)
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
@@ -514,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", help="folder of exported FP16 shards to start from (fresh machine)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--lr-decay", nargs=3, metavar=("FIRST_STEP", "LAST_STEP", "FINAL_LR"),
+                   help="anneal the rate geometrically from FIRST_STEP to FINAL_LR at LAST_STEP")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--segment-length", type=int, default=TrainConfig.segment_length)
     p.add_argument("--dither", type=float, default=TrainConfig.dither,
@@ -530,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     args = vars(p.parse_args(argv))
+    if args["lr_decay"] is not None:
+        first, last, final = args["lr_decay"]
+        try:
+            args["lr_decay"] = (int(first), int(last), float(final))
+        except ValueError:
+            p.error(f"--lr-decay takes two step numbers and a rate, not {' '.join(args['lr_decay'])}")
     result = train(TrainConfig(**args))
     print(f"stopped ({result['stopped']}) at step {result['step']}; export: {result['export'][0].parent}")
     return 0
