@@ -298,6 +298,51 @@ def test_shards_round_trip_into_a_voice_folder(tacotron2_run, waveglow_run, tmp_
         export.read_shards(t2_dir, "tacotron2")
 
 
+def test_voice_json_says_how_the_voice_was_made(tacotron2_run, waveglow_run, corpus, tmp_path):
+    """`export voice --corpus-json --logs` records the corpus (what espeak-ng spoke, how), each
+    model's parameter count and its training runs (steps, batch, rate) in the voice's JSON, and
+    `tts-desktop voices` describes the voice by its corpus."""
+    from tts_desktop.voices import _entry
+
+    t2_dir, wg_dir, logs = tmp_path / "t2", tmp_path / "wg", tmp_path / "logs"
+    export.export_checkpoint(tacotron2_run["out"] / "checkpoint_Tacotron2_last.pt", "tacotron2", t2_dir)
+    export.export_checkpoint(waveglow_run["out"] / "checkpoint_WaveGlow_last.pt", "waveglow", wg_dir)
+    for model, run in (("tacotron2", tacotron2_run), ("waveglow", waveglow_run)):
+        (logs / model).mkdir(parents=True)
+        shutil.copy(run["out"] / "log" / "train.jsonl", logs / model / "train.jsonl")
+    assert export.main(["voice", "--tacotron2", str(t2_dir), "--waveglow", str(wg_dir), "--out", str(tmp_path / "v"),
+                        "--corpus-json", str(corpus / "corpus.json"), "--logs", str(logs)]) == 0
+    meta = json.loads((tmp_path / "v" / "voice.json").read_text())
+    p = meta["provenance"]
+    spoken = json.loads((corpus / "corpus.json").read_text())
+    assert p["corpus"].startswith("LJSpeech transcripts spoken by espeak-ng")
+    assert p["corpus_details"]["utterances"] == spoken["utterances"]
+    assert p["corpus_details"]["speech"]["rate"] == spoken["config"]["rate"]
+    _, t2, wg = load_voice(tmp_path / "v")
+    assert p["parameters"] == {"tacotron2": sum(w.size for w in t2.values()), "waveglow": sum(w.size for w in wg.values())}
+    assert p["training_runs"]["tacotron2"] == [{"steps": [0, 25], "batch_size": 4, "lr": 3e-3, "amp": "off",
+                                                "cuda_graphs": False, "minutes": pytest.approx(0, abs=5)}]
+    assert p["training_runs"]["waveglow"][0]["steps"] == [0, 25]
+    assert _entry(tmp_path / "v", "bundled").description.startswith("trained on LJSpeech transcripts")
+
+
+def test_training_history_counts_a_run_without_export_up_to_the_next_start(tmp_path):
+    rows = [{"event": "start", "batch_size": 10, "lr": 1e-4, "amp": "fp16", "graphs": False},
+            {"step": 20, "loss": 1.0, "wall": 60.0}, {"step": 40, "loss": float("nan"), "wall": 120.0},
+            {"event": "initialised", "step": 30},  # the machine was lost: step 30's shards were kept
+            {"event": "start", "batch_size": 48, "lr": 2e-4, "amp": "bf16", "graphs": True, "dither": 1e-4},
+            {"step": 40, "loss": 0.5, "wall": 200.0},
+            {"event": "stopped", "step": 90, "wall": 500.0},
+            {"event": "initialised", "step": 90},
+            {"event": "start", "batch_size": 48, "lr": 2e-4, "amp": "bf16", "graphs": True}]  # died at once
+    log = tmp_path / "train.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert export.training_history(log) == [
+        {"steps": [0, 30], "batch_size": 10, "lr": 1e-4, "amp": "fp16", "cuda_graphs": False},
+        {"steps": [30, 90], "batch_size": 48, "lr": 2e-4, "amp": "bf16", "cuda_graphs": True, "dither": 1e-4,
+         "minutes": 5.0}]
+
+
 def _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path) -> Path:
     """The two test runs' checkpoints exported and built into a voice folder, as for the demo voice."""
     t2_dir, wg_dir = tmp_path / "t2", tmp_path / "wg"
@@ -357,6 +402,10 @@ def test_duration_report_counts_runaways_as_failures():
                                       ids=["a", "b", "c", "d"])
     assert report["within_tolerance"] == 2 and report["runaway_decodes"] == 1 and not report["passed"]
     assert [o["id"] for o in report["outside"]] == ["c", "d"]
+    # 96 % within tolerance, but one decode never stopped: that alone fails it
+    many = evaluate.duration_report([100] * 49 + [2000], [100] * 50, [False] * 49 + [True])
+    assert many["fraction_within"] == 0.98 and not many["passed"]
+    assert evaluate.duration_report([100] * 49 + [130], [100] * 50, [False] * 50)["passed"]
 
 
 def test_word_error_rate_normalises_numbers_and_punctuation():

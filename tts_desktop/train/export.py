@@ -105,8 +105,46 @@ def export_checkpoint(checkpoint, model: str, out_dir, info: dict | None = None,
     return write_shards(weights, config.to_dict(), out_dir, model, info, max_bytes)
 
 
+def training_history(log_path) -> list[dict]:
+    """One entry per training run found in a model's train.jsonl (runs appended piece after
+    piece): the steps it took the model from and to, and its settings. A run that stopped
+    without its own export (a crash, a lost machine) counts up to where the next run started."""
+    runs, start_step = [], 0
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        event = row.get("event")
+        if event in ("initialised", "resumed"):
+            start_step = row["step"]
+            if runs and runs[-1].get("steps", [None, None])[1] is None:
+                runs[-1]["steps"][1] = start_step
+        elif event == "start":
+            runs.append({"steps": [start_step, None], "batch_size": row["batch_size"], "lr": row["lr"],
+                         "amp": row["amp"], "cuda_graphs": row["graphs"],
+                         **{k: row[k] for k in ("dither", "lr_decay") if k in row}})
+        elif event is None and runs and "wall" in row:
+            runs[-1].setdefault("_first_wall", row["wall"])  # "wall" counts on from the run before
+        elif event == "stopped" and runs:
+            runs[-1]["steps"][1] = row["step"]
+            if "_first_wall" in runs[-1]:  # from its first log line: short by one logging window
+                runs[-1]["minutes"] = round((row["wall"] - runs[-1]["_first_wall"]) / 60, 1)
+    for run in runs:
+        run.pop("_first_wall", None)
+    return [r for r in runs if r["steps"][1] is not None and r["steps"][1] > r["steps"][0]]
+
+
+def corpus_provenance(corpus_json) -> dict:
+    """What a voice says about its training corpus, from the corpus.json that corpus.py wrote."""
+    info = json.loads(Path(corpus_json).read_text(encoding="utf-8"))
+    config = info["config"]
+    return {"corpus": f"LJSpeech transcripts spoken by espeak-ng (voice {config['voice']}, "
+                      f"{config['rate']} words per minute)",
+            "corpus_details": {"espeak": info["espeak"].split("  Data at:")[0],
+                               "speech": config, "utterances": info["utterances"], "hours": info["hours"]}}
+
+
 def build_voice(tacotron2_dir, waveglow_dir, out_dir, name: str = "demo", provenance: dict | None = None) -> Path:
-    """The voice folder (FP16) from the two models' shards."""
+    """The voice folder (FP16) from the two models' shards. `provenance` adds to what the voice's
+    JSON says of how it was made (corpus_provenance, training_history)."""
     t_config, t_weights, t_info = read_shards(tacotron2_dir, "tacotron2")
     w_config, w_weights, w_info = read_shards(waveglow_dir, "waveglow")
     tacotron2 = Tacotron2Config.from_dict(t_config)
@@ -122,7 +160,10 @@ def build_voice(tacotron2_dir, waveglow_dir, out_dir, name: str = "demo", proven
         provenance={
             "trained": "tts_desktop.train on LJSpeech transcripts spoken by espeak-ng (docs/training.md)",
             "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "tacotron2": t_info, "waveglow": w_info, **(provenance or {}),
+            "tacotron2": t_info, "waveglow": w_info,
+            "parameters": {"tacotron2": int(sum(w.size for w in t_weights.values())),
+                           "waveglow": int(sum(w.size for w in w_weights.values()))},
+            **(provenance or {}),
         },
     )
     return save_voice(out_dir, config, t_weights, w_weights, dtype=np.float16)
@@ -140,12 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--waveglow", type=Path, required=True, help="folder with waveglow.json + shards")
     v.add_argument("--out", type=Path, required=True)
     v.add_argument("--name", default="demo")
+    v.add_argument("--corpus-json", type=Path, help="the training corpus's corpus.json (what was spoken, how)")
+    v.add_argument("--logs", type=Path, help="folder with tacotron2/train.jsonl and waveglow/train.jsonl "
+                                             "(docs/training): each model's training runs go into the voice's JSON")
     args = p.parse_args(argv)
     if args.command == "shards":
         for path in export_checkpoint(args.checkpoint, args.model, args.out):
             print(f"{path}  {path.stat().st_size / 2**20:.1f} MiB")
     else:
-        out = build_voice(args.tacotron2, args.waveglow, args.out, args.name)
+        provenance = corpus_provenance(args.corpus_json) if args.corpus_json else {}
+        if args.logs:
+            provenance["training_runs"] = {m: training_history(args.logs / m / "train.jsonl") for m in MODELS}
+        out = build_voice(args.tacotron2, args.waveglow, args.out, args.name, provenance)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"voice written to {out}: {size / 1e6:.1f} MB")
     return 0
