@@ -24,6 +24,21 @@ def _need(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def _empty_bundled_voices(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("no-bundled-voices")
+
+
+@pytest.fixture(autouse=True)
+def _bundled_voices_only_when_asked(request, _empty_bundled_voices, monkeypatch):
+    """Tests see an empty bundled-voice folder unless marked `bundled_voice`: the demo voice in
+    resources/voices (107 MB, full-size Tacotron2) would otherwise become every test's default
+    voice and make each synthesis on two CPU cores take seconds. Subprocess tests (the CLI's)
+    name their voice with --voice."""
+    if request.node.get_closest_marker("bundled_voice") is None:
+        monkeypatch.setattr("tts_desktop.voices.bundled_voices_dir", lambda: _empty_bundled_voices)
+
+
+@pytest.fixture(scope="session")
 def golden_dir() -> Path:
     return _need(GOLDEN)
 

@@ -76,3 +76,18 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         write_audio(target, np.zeros(100, np.float32), 22050)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["keep.wav"]
+
+
+def test_written_files_get_the_umask_mode_or_keep_the_replaced_files(tmp_path, rng):
+    """tempfile's private 0o600 must not leak into a user's exports."""
+    audio = (0.1 * rng.uniform(-1, 1, 2205)).astype(np.float32)
+    old = os.umask(0o022)
+    try:
+        new = write_audio(tmp_path / "a.wav", audio, 22050)
+        assert new.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert write_audio(tmp_path / "b.wav", audio, 22050).stat().st_mode & 0o777 == 0o600
+        os.chmod(new, 0o640)  # an existing file keeps its mode when it is written again
+        assert write_audio(new, audio, 22050).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

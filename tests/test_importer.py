@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -269,6 +270,17 @@ def test_voice_round_trip_float16(tmp_path, voice_config, tacotron2, waveglow):
     assert voice_size_bytes(path) == sizes
     full = save_voice(tmp_path / "full", voice_config, tacotron2[1], waveglow[1])
     assert voice_size_bytes(full) > 1.9 * voice_size_bytes(path) - 20000
+
+
+def test_saved_voice_is_readable_as_a_plain_copy_would_be(tmp_path, voice_config, tacotron2, waveglow):
+    old = os.umask(0o022)
+    try:
+        path = save_voice(tmp_path / "v", voice_config, tacotron2[1], waveglow[1], dtype=np.float16)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0o700
+    assert {f.name: f.stat().st_mode & 0o777 for f in path.iterdir()} == {
+        "voice.json": 0o644, "tacotron2.safetensors": 0o644, "waveglow.safetensors": 0o644}
 
 
 def test_saving_replaces_a_voice_but_nothing_else(tmp_path, voice_config, tacotron2, waveglow):

@@ -22,6 +22,8 @@ from typing import Mapping
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from tts_desktop.atomic import new_dir_mode, new_file_mode
+
 from .config import Tacotron2Config, VoiceConfig, WaveGlowConfig
 
 __all__ = [
@@ -188,6 +190,9 @@ def save_voice(directory, config: VoiceConfig, tacotron2_weights: Mapping[str, n
         text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         (staging / VOICE_JSON).write_text(text, encoding="utf-8")
         _fsync_file(staging / VOICE_JSON)
+        for f in staging.iterdir():  # mkdtemp's 0o700 and the writers' modes: as a plain copy would be
+            os.chmod(f, new_file_mode())
+        os.chmod(staging, new_dir_mode())
         _fsync_dir(staging)
         _move_into_place(staging, directory)
     except BaseException:
