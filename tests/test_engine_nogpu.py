@@ -135,3 +135,22 @@ def test_blas_tf32_is_a_per_call_compute_type():
     assert s0 == s1 == "gemm_strided_batched_ex" and s2 == "gemm_ex"
     assert b0[-2] == cublas.ComputeType.COMPUTE_32F
     assert b1[-2] == b2[-2] == cublas.ComputeType.COMPUTE_32F_FAST_TF32
+
+
+@pytest.mark.bundled_voice
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_demo_voice_engine_compiles(arch):
+    """The bundled demo voice's FP16 engine, kernels as the engine build requests them: among
+    them WaveGlow's fused WN layer at 128 channels (NVIDIA's voice has 256)."""
+    from pathlib import Path
+
+    from tts_desktop.engine import build as B
+    from tts_desktop.model.voice_files import load_voice
+
+    config, t2, wg = load_voice(Path(__file__).resolve().parents[1] / "resources" / "voices" / "demo")
+    parts = B.pack(config, t2, wg, "fp16")
+    assert parts["waveglow"].flows[0]["layers"][0].get("w_frag") is not None  # the fused path
+    requests = B.compile_requests(config, parts, "fp16", arch)
+    assert {"WG_C": 128}.items() <= next(r["defines"] for r in requests if r["sources"] == ["waveglow.cu"]).items()
+    assert all(len(m["cubin"]) > 1000 for m in B.compile_modules(requests, arch))

@@ -57,6 +57,14 @@ def full():
     return cfg, w, WaveGlow(cfg, w)
 
 
+@pytest.fixture(scope="module")
+def demo():
+    """The bundled demo voice's shape (128 channels, 8 flows, 8 layers) with random weights."""
+    cfg = WaveGlowConfig(n_flows=8, wn_n_layers=8, wn_n_channels=128)
+    w = random_waveglow_weights(cfg, np.random.default_rng(2))
+    return cfg, w, WaveGlow(cfg, w)
+
+
 def _padded_mel(rng, lengths, n_mel=80):
     mel = rng.standard_normal((len(lengths), n_mel, max(lengths))).astype(np.float32)
     for b, n in enumerate(lengths):
@@ -183,13 +191,14 @@ def test_residual_kernel_writes_every_tap(ctx, full, fp16):
     assert rel_l2(got, ref.astype(act)) < 1e-6
 
 
+@pytest.mark.parametrize("net", ["full", "demo"])
 @pytest.mark.parametrize("h_half,has_res,grid", [(False, True, 5), (True, True, 7), (True, False, 3),
                                                   (False, True, 132)])
-def test_fused_layer_kernel(ctx, full, h_half, has_res, grid):
+def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid):
     """wg_layer_fused (FP16 engine): gate -> res GEMM -> h += res + b, taps into XS, skip share into
     acc, ragged items, a row count that is no multiple of the tile, few blocks (grid-stride and the
-    next-tile prefetch) and many."""
-    cfg, w, _ = full
+    next-tile prefetch) and many; at 256 channels (NVIDIA's) and 128 (the demo voice's)."""
+    cfg, w, _ = request.getfixturevalue(net)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half)
     rng = np.random.default_rng(6)
     c, g, K, d, n_out = cfg.wn_n_channels, cfg.n_group, cfg.wn_kernel_size, 16, 6
