@@ -34,8 +34,8 @@ def main(argv: list[str]) -> int:
         voice = str(import_voice(golden / "tacotron2_dle.pt", golden / "waveglow_dle.pt",
                                  tmp / "golden-small", name="golden-small"))
     # voice None: the default voice, the bundled demo (a trained one: its own stop token ends each sentence)
-    # Silent: ALSA's "null" output (headless machines, CI) takes samples ~1000x faster than real
-    # time, so its PortAudio callback thread spins and the synthesis the window reports slows ~6x.
+    # Silent: nothing to hear on a virtual screen, and the player's transport then shows its
+    # final state (0:00 of the whole utterance) rather than wherever playback happened to be.
     w = MainWindow(voice=voice, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat),
                    playback=(False, "screenshots are silent"))
     # Xvfb has no window manager to maximise with: fill the screen by hand.

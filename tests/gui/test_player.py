@@ -98,3 +98,21 @@ def test_real_output_pause_holds_position(qtbot):
     assert p.state == "paused" and p.buffer.position == held
     p.stop()
     assert p.state == "stopped"
+
+
+def test_real_output_plays_in_real_time(qtbot):
+    """An output that takes samples faster than it plays them (ALSA's null device takes ~1000x
+    real time) is held to real time: its callback thread must not spin a core, and the playhead
+    moves as the audio would."""
+    _need_output()
+    p = AudioPlayer()
+    p.begin(22050)
+    p.append(np.zeros(22050, np.float32))     # 1 s of silence
+    p.finish()
+    t0 = time.monotonic()
+    cpu0 = time.process_time()
+    p.play()
+    qtbot.waitUntil(lambda: p.state == "stopped", timeout=5000)
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    assert wall >= 0.5, wall             # at most the 0.5 s of slack ahead of real time
+    assert cpu < 0.5 * wall, (cpu, wall)  # no core spinning in the callback

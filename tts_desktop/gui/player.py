@@ -10,6 +10,7 @@ receiving a signal per callback (hundreds a second would flood the event loop).
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -184,8 +185,20 @@ class AudioPlayer(QObject):
     def _open_stream(self) -> None:
         import sounddevice as sd
 
+        rate, started, sent = self.sample_rate, time.monotonic(), [0]
+
         def callback(outdata, frames, time_info, status):
-            if not self.buffer.fill(outdata[:, 0]):
+            more = self.buffer.fill(outdata[:, 0])
+            # Real outputs ask for samples at their playing rate. ALSA's "null" output (headless
+            # machines, CI) asks ~1000x faster: this thread would spin a core, at normal priority
+            # above the niced synthesis threads (priority.py), which then ran ~6x slower; the
+            # playhead would also jump to the end. Hold it to real time, with half a second of slack
+            # that no real device's buffering reaches.
+            sent[0] += frames
+            ahead = sent[0] / rate - (time.monotonic() - started)
+            if ahead > 0.5:
+                time.sleep(ahead - 0.25)
+            if not more:
                 raise sd.CallbackStop()
 
         def finished() -> None:   # PortAudio's C callback must get None back, not emit()'s bool
