@@ -170,7 +170,7 @@ class BackendBuild:
             progress: Callable[[float, str], None] | None = None) -> None:
         self._inputs = (path, config, tacotron2_weights, waveglow_weights)
         if self._ctx is None:
-            self._backend = CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+            self._backend = self._cpu_backend(progress)
             return
         from tts_desktop.engine.build import get_engine
         from tts_desktop.engine.pipeline import DEFAULT_MAX_BATCH
@@ -182,7 +182,17 @@ class BackendBuild:
                                       progress=progress, tf32=self.tf32)
         except Exception as e:  # e.g. dimensions the kernels do not support: the CPU still can
             self._fall_back(e)
-            self._backend = CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+            self._backend = self._cpu_backend(progress)
+
+    def _cpu_backend(self, progress) -> CpuBackend:
+        """The CPU backend with its denoiser measured here, on the loading thread: that runs
+        WaveGlow once (1.2 s for the demo voice on two cores), which the first Speak would pay."""
+        _, config, tacotron2_weights, waveglow_weights = self._inputs
+        backend = CpuBackend(config, tacotron2_weights, waveglow_weights, note=self._cpu_note)
+        if progress:
+            progress(0.5, "measuring WaveGlow's bias for the denoiser")
+        backend.denoiser  # noqa: B018 - built on first use
+        return backend
 
     def finish(self):
         if self._inputs is None:
