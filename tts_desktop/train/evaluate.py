@@ -165,7 +165,7 @@ class Transcriber:
 
 def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", seed: int = 0,
                   whisper_dir=None, log=print, vocoder: str = "waveglow", first: int = 0,
-                  sigma: float | None = None) -> dict:
+                  sigma: float | None = None, denoise: float | None = None) -> dict:
     """vocoder "griffin-lim" judges the Tacotron2 alone (its mels, a vocoder with no training).
     `first` skips that many validation sentences: inference settings (`sigma`) are chosen on
     sentences the reported benchmark (the first 20) does not use."""
@@ -186,12 +186,14 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
         voice = Voice.load(voice_dir, device=device)
         voice_hyps = []
         for i, r in enumerate(records):
-            options = SynthesisOptions(seed=seed + i, vocoder=vocoder, **({"sigma": sigma} if sigma is not None else {}))
+            chosen = {k: v for k, v in (("sigma", sigma), ("denoise", denoise)) if v is not None}
+            options = SynthesisOptions(seed=seed + i, vocoder=vocoder, **chosen)
             result = voice.synthesize(r["text"], options)
             voice_hyps.append(transcribe(result.audio, result.sample_rate))
             log(f"  voice {r['id']}: {voice_hyps[-1]}")
         report["vocoder"] = vocoder
-        report["sigma"] = options.sigma if records else sigma
+        if records:
+            report["sigma"], report["denoise"] = options.sigma, options.denoise
         report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
         report["voice_transcripts"] = dict(zip([r["id"] for r in records], voice_hyps))
     return report
@@ -258,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--whisper-dir", type=Path)
     w.add_argument("--first", type=int, default=0, help="skip this many validation sentences")
     w.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
+    w.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
     v = sub.add_parser("vocoder", help="the voice's WaveGlow alone, on espeak-ng's own mels")
     v.add_argument("--voice", required=True)
     v.add_argument("--corpus", required=True)
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                                    whisper=not args.no_whisper)
     else:
         report = wer_benchmark(args.corpus, args.n, args.voice, args.device, whisper_dir=args.whisper_dir,
-                               vocoder=args.vocoder, first=args.first, sigma=args.sigma)
+                               vocoder=args.vocoder, first=args.first, sigma=args.sigma, denoise=args.denoise)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
