@@ -11,6 +11,7 @@
 #    the WaveGlow alone on espeak-ng's mels, Whisper WER through Griffin-Lim (the Tacotron2 alone)
 #    and through WaveGlow (the voice), and the stop token through the app (api) and on raw text.
 # Needs the validation corpus in $CORPUS (default /tmp/valcorpus; docs/training.md section 2).
+# JUDGE=0 stops after the export.
 set -eu
 PY=${PYTHON:-python3}; CORPUS=${CORPUS:-/tmp/valcorpus}; STATE=${STATE:-/work/train_state}
 step() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['info']['step'])" "$1"; }
@@ -33,6 +34,7 @@ V=/tmp/demo_voice-$T-$W; R=docs/training
 EXTRA=""; [ -f $R/corpus.json ] && EXTRA="--corpus-json $R/corpus.json"
 $PY -m tts_desktop.train.export voice --tacotron2 .train_carry/tacotron2 --waveglow .train_carry/waveglow \
   --out $V --name demo --logs $R $EXTRA
+[ "${JUDGE:-1}" = 0 ] && { echo "voice in $V (JUDGE=0: not judged)"; exit 0; }
 E="$PY -m tts_desktop.train.evaluate"
 $E vocoder --voice $V --corpus $CORPUS --n 5 --out $R/vocoder-wg$W.json | tail -n 8
 $E wer --corpus $CORPUS --n 20 --voice $V --vocoder griffin-lim --out $R/wer-griffin-lim-step$T.json | tail -n 3
