@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tts_desktop.assets import resources_dir
 from tts_desktop.model.config import AudioConfig
 
-DEFAULT_PHRASE = Path(__file__).resolve().parents[1] / "resources" / "phrases" / "benchmark_128.txt"
+DEFAULT_PHRASE = resources_dir() / "phrases" / "benchmark_128.txt"
 
 
 @dataclass

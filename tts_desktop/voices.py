@@ -1,6 +1,6 @@
 """Where voices live and how a name or a path becomes a voice folder.
 
-Two places: voices bundled with the app (`resources/voices/` beside the package) and the user's
+Two places: voices bundled with the app (`resources/voices/`: tts_desktop.assets) and the user's
 voice folder (`$TTS_DESKTOP_VOICES`, else `$XDG_DATA_HOME/tts-desktop/voices`, else
 `~/.local/share/tts-desktop/voices`), where `tts-desktop import` and downloads put new voices.
 """
@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tts_desktop.assets import resources_dir
 from tts_desktop.model.voice_files import VoiceError
 
 DEFAULT_VOICE = "demo"
@@ -19,7 +20,7 @@ VOICE_FILE = "voice.json"
 
 
 def bundled_voices_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "resources" / "voices"
+    return resources_dir() / "voices"
 
 
 def user_voices_dir() -> Path:

@@ -7,8 +7,9 @@ that cuda_runtime.h and the device runtime API pull in, or a CUDA toolkit). That
 
 Where the kernels live (`KERNELS_DIR`), first match wins:
   1. `$TTS_DESKTOP_KERNELS` (a developer pointing at a work tree);
-  2. `tts_desktop/kernels/` inside the installed package: the wheel case, where the build copies the
-     repository's `kernels/*.cu|*.cuh` in as package data (a repository checkout has no such folder);
+  2. `tts_desktop/kernels/` inside the installed package: the wheel case, where the build (setup.py)
+     copies the repository's `kernels/*.cu|*.cuh` in (a checkout or an editable install has no such
+     folder);
   3. `kernels/` at the repository root, beside the `tts_desktop/` package (the checkout case).
 """
 
