@@ -190,7 +190,7 @@ def _make_one(item: tuple[str, str, str]) -> dict:
     """One utterance, written unless already there; returns its manifest record (or an error)."""
     split, utt_id, text = item
     out: Path = _worker["out"]
-    wav_path, mel_path = out / "wavs" / f"{utt_id}.npy", out / "mels" / f"{utt_id}.npy"
+    wav_path, mel_path = utterance_files(out, utt_id)
     record = {"id": utt_id, "split": split, "text": text}
     try:
         text_to_sequence(text)  # the model must be able to read it
@@ -263,9 +263,20 @@ def read_manifest(corpus: Path, split: str | None = None) -> list[dict]:
     return [r for r in records if split is None or r["split"] == split]
 
 
+def utterance_files(corpus: Path, utterance_id: str) -> tuple[Path, Path]:
+    """Where a corpus folder keeps one utterance: its recording (int16 .npy), its mel (float32 .npy)."""
+    corpus = Path(corpus)
+    return corpus / "wavs" / f"{utterance_id}.npy", corpus / "mels" / f"{utterance_id}.npy"
+
+
 def read_speech(corpus: Path, utterance_id: str) -> np.ndarray:
     """espeak-ng's recording of one utterance (stored as int16) as float32 in [-1, 1)."""
-    return np.load(Path(corpus) / "wavs" / f"{utterance_id}.npy").astype(np.float32) / 32768.0
+    return np.load(utterance_files(corpus, utterance_id)[0]).astype(np.float32) / 32768.0
+
+
+def read_mel(corpus: Path, utterance_id: str) -> np.ndarray:
+    """The mel of one utterance's recording, (n_mel, T), as stored."""
+    return np.load(utterance_files(corpus, utterance_id)[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from tts_desktop.text import normalize, text_to_sequence
-from tts_desktop.train.corpus import read_manifest, read_speech
+from tts_desktop.train.corpus import read_manifest, read_mel, read_speech
 
 DURATION_TOLERANCE = 0.15
 DURATION_PASS_FRACTION = 0.95
@@ -218,7 +218,7 @@ def vocoder_benchmark(voice_dir, corpus, n: int = 5, sigma: float = 0.6, seed: i
     rng = np.random.default_rng(seed)
     rows, hyps, espeak_hyps = [], [], []
     for r in records:
-        mel = np.load(Path(corpus) / "mels" / f"{r['id']}.npy").astype(np.float32)
+        mel = read_mel(corpus, r["id"]).astype(np.float32)
         speech = read_speech(corpus, r["id"])
         audio = waveglow.infer(mel[None], sigma=sigma, rng=rng)[0]
         again = mel_spectrogram(np.clip(audio, -1.0, 1.0), config.audio)

@@ -52,7 +52,7 @@ import torch
 from tts_desktop.model.config import Tacotron2Config, WaveGlowConfig
 from tts_desktop.text import text_to_sequence
 from tts_desktop.train import export, plots
-from tts_desktop.train.corpus import read_manifest
+from tts_desktop.train.corpus import read_manifest, read_mel, utterance_files
 from tts_desktop.train.graphed import GraphedTacotron2Step
 from tts_desktop.train.graphed_waveglow import GraphedWaveGlowStep
 from tts_desktop.train.losses import tacotron2_loss, waveglow_loss
@@ -156,7 +156,7 @@ class TacotronData:
         records = read_manifest(corpus, split)[:limit]
         self.ids = [r["id"] for r in records]
         self.texts = [np.asarray(text_to_sequence(r["text"]), np.int64) for r in records]
-        self.mels = [np.load(Path(corpus) / "mels" / f"{r['id']}.npy") for r in records]
+        self.mels = [read_mel(corpus, r["id"]) for r in records]
         self.lengths = np.array([m.shape[1] for m in self.mels])
 
     def __len__(self):
@@ -183,8 +183,8 @@ class WaveGlowData:
     def __init__(self, corpus: Path, split: str, segment_length: int, hop: int = 256, limit: int | None = None,
                  dither: float = 0.0):
         records = read_manifest(corpus, split)[:limit]
-        self.audio = [np.load(Path(corpus) / "wavs" / f"{r['id']}.npy") for r in records]
-        self.mels = [np.load(Path(corpus) / "mels" / f"{r['id']}.npy") for r in records]
+        self.audio = [np.load(utterance_files(corpus, r["id"])[0]) for r in records]  # int16, as stored
+        self.mels = [read_mel(corpus, r["id"]) for r in records]
         self.lengths = np.array([len(a) for a in self.audio])
         self.segment, self.hop, self.dither = segment_length, hop, dither
 
