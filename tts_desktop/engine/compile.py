@@ -21,17 +21,14 @@ import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
-_PKG = Path(__file__).resolve().parents[1]  # tts_desktop/
+from tts_desktop.assets import shipped_dir
 
 
 def _find_kernels_dir() -> Path:
     env = os.environ.get("TTS_DESKTOP_KERNELS")
     if env:
         return Path(env).resolve()
-    packaged = _PKG / "kernels"
-    if packaged.is_dir():
-        return packaged
-    return _PKG.parent / "kernels"
+    return shipped_dir("kernels")
 
 
 KERNELS_DIR: Path = _find_kernels_dir()
