@@ -190,8 +190,9 @@ def save_voice(directory, config: VoiceConfig, tacotron2_weights: Mapping[str, n
         text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         (staging / VOICE_JSON).write_text(text, encoding="utf-8")
         _fsync_file(staging / VOICE_JSON)
-        for f in staging.iterdir():  # mkdtemp's 0o700 and the writers' modes: as a plain copy would be
-            os.chmod(f, new_file_mode())
+        file_mode = new_file_mode()  # mkdtemp's 0o700 and the writers' modes: as a plain copy would be
+        for f in staging.iterdir():
+            os.chmod(f, file_mode)
         os.chmod(staging, new_dir_mode())
         _fsync_dir(staging)
         _move_into_place(staging, directory)

