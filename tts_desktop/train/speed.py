@@ -30,7 +30,7 @@ import torch
 
 from .graphed_waveglow import GraphedWaveGlowStep
 from .train import (AMP_DTYPES, TrainConfig, WaveGlowData, build_model, compute_loss, make_optimizer, pick_device,
-                    precision_and_graphs, set_backend_flags, to_device)
+                    precision_and_graphs, set_backend_flags, to_device, update_weights)
 
 
 def _sync(device: torch.device) -> None:
@@ -73,12 +73,7 @@ def measure(cfg: TrainConfig, steps: int = 20, warmup: int = 3, compile: bool = 
         else:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 losses, _ = compute_loss(forward, cfg, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        update_weights(losses["loss"], model, optimizer, scaler, cfg, backward=step_fn is None)
         return float(losses["loss"].detach())  # a sync per step, as train.py's logging does
 
     t0 = time.perf_counter()

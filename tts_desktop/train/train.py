@@ -294,6 +294,20 @@ def compute_loss(model, cfg: TrainConfig, batch: dict):
     return waveglow_loss(outputs, cfg.sigma), outputs
 
 
+def update_weights(loss: torch.Tensor, model, optimizer, scaler, cfg: TrainConfig, backward: bool) -> torch.Tensor:
+    """What follows a step's loss: its backward (`backward`: an eager step; a graphed step has
+    done its own), unscaling, clipping, the optimizer's step and the scaler's update. Returns the
+    gradient norm before clipping. train.py and speed.py both run it."""
+    if backward:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return grad_norm
+
+
 @torch.no_grad()
 def validate(model, cfg: TrainConfig, val_batches: list[dict], device, autocast) -> tuple[dict, object]:
     """Mean validation losses (eval mode: dropout off, BatchNorm running statistics), and the
@@ -482,15 +496,9 @@ def train(cfg: TrainConfig) -> dict:
                         raise FloatingPointError(f"the loss was not finite {bad_steps} times in a row (step {step})")
                     continue
                 bad_steps = 0
-                if step_fn is None:
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(cfg, step, warmup)
-                scaler.step(optimizer)
-                scaler.update()
+                grad_norm = update_weights(loss, model, optimizer, scaler, cfg, backward=step_fn is None)
                 step += 1
                 for k, v in losses.items():
                     window[k] = window.get(k, 0.0) + float(v.detach())
