@@ -27,7 +27,8 @@ lengths' graphs may reuse each other's memory, and only one runs at a time. Each
 preceded by two eager warm-up steps of its length (`warmup_each=True`), which run outside that pool
 while it holds the earlier graphs' memory: at batch 128 the pool (35.7 GiB) plus one warm-up made
 74 GiB and ran out of memory on an H100. `warmup_each=False` warms up before the first capture
-only (untried on a GPU so far: tests/gpu/test_train_graphed_gpu.py checks it).
+only: batch 128 then held 53 GiB beside WaveGlow (session 5), and train.py makes it the default
+(TrainConfig.graph_warmup "first"); tests/gpu/test_train_graphed_gpu.py checks both.
 
 No loss scaling: under graphs the step runs in FP32 with TF32 matrix products (GradScaler's
 skip-on-overflow needs the host), which on these small matrices costs next to nothing.
