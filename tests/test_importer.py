@@ -142,6 +142,26 @@ def test_waveglow_parametrized_weight_norm_is_folded(torch, tmp_path, waveglow_s
         np.testing.assert_allclose(weights[key], waveglow[1][key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+def test_a_zero_channel_under_weight_norm_folds_to_zero(torch, tmp_path, waveglow_state, waveglow):
+    """A channel whose v is all zeros (what an FP16 export of a switched-off channel holds) has no
+    direction; torch's g v / ||v|| would make it NaN, the import makes it 0 and leaves the rest."""
+    state = OrderedDict((k, v.clone()) for k, v in waveglow_state.items())
+    state["WN.2.cond_layers.0.weight_v"][5] = 0.0
+    _, weights, _ = load_waveglow(_save(torch, tmp_path / "dead_channel.pt", {"state_dict": state}))
+    np.testing.assert_array_equal(weights["WN.2.cond_layers.0.weight"][5], 0.0)
+    np.testing.assert_allclose(weights["WN.2.cond_layers.0.weight"][6], waveglow[1]["WN.2.cond_layers.0.weight"][6],
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(torch, tmp_path, tacotron2_checkpoint, bad):
+    state = OrderedDict((k, v.clone()) for k, v in tacotron2_checkpoint["state_dict"].items())
+    state["module.decoder.attention_rnn.weight_hh"][3, 7] = bad
+    path = _save(torch, tmp_path / "diverged.pt", {"state_dict": state})
+    with pytest.raises(CheckpointError, match=r"diverged.pt.*decoder.attention_rnn.weight_hh.*NaN or infinite"):
+        load_tacotron2(path)
+
+
 def test_float16_checkpoint_is_widened(torch, tmp_path, tacotron2_checkpoint, tacotron2):
     half = {k: v.half() if v.is_floating_point() else v for k, v in tacotron2_checkpoint["state_dict"].items()}
     _, weights, _ = load_tacotron2(_save(torch, tmp_path / "half.pt", {"state_dict": half}))

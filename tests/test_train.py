@@ -27,7 +27,7 @@ from tts_desktop.model.waveglow import WaveGlow as RefWaveGlow  # noqa: E402
 from tts_desktop.text import SYMBOLS  # noqa: E402
 from tts_desktop.train import corpus as corpus_mod  # noqa: E402
 from tts_desktop.train import evaluate, export  # noqa: E402
-from tts_desktop.train.losses import tacotron2_loss  # noqa: E402
+from tts_desktop.train.losses import tacotron2_loss, waveglow_loss  # noqa: E402
 from tts_desktop.train.models import Tacotron2, WaveGlow, folded_state_dict, load_folded_state_dict  # noqa: E402
 from tts_desktop.train.train import DEMO_WAVEGLOW, TrainConfig, bucketed_batches, learning_rate_at, train  # noqa: E402
 
@@ -298,6 +298,31 @@ def test_shards_round_trip_into_a_voice_folder(tacotron2_run, waveglow_run, tmp_
         export.read_shards(t2_dir, "tacotron2")
 
 
+def test_a_switched_off_channel_warm_starts_as_zero_and_can_come_back():
+    """Training can drive a weight-normed channel's g to ~0; its FP16 export is then all zeros, whose
+    direction is undefined (g v / ||v|| = 0/0). WaveGlow step 27,606 had one such channel, and
+    warm-starting from it made every loss NaN. Loaded, the channel must be 0 in the forward and
+    get a finite gradient through g."""
+    torch.manual_seed(0)
+    model = WaveGlow(WaveGlowConfig.from_dict(TINY_WG))
+    with torch.no_grad():
+        for wn in model.WN:  # leave the identity start so that the cond layers get gradients
+            wn.end.weight.normal_(0, 0.05)
+    weights = {k: v.copy() for k, v in folded_state_dict(model).items()}
+    key = next(k for k in weights if "cond_layer" in k and k.endswith(".weight"))
+    weights[key][3] = 0.0
+    load_folded_state_dict(model, weights)
+    np.testing.assert_array_equal(folded_state_dict(model)[key][3], 0.0)
+    assert all(np.isfinite(v).all() for v in folded_state_dict(model).values())
+    module = dict(model.named_modules())[key.rsplit(".", 1)[0]]
+    mel = torch.randn(2, 80, 6)
+    audio = torch.randn(2, 6 * 256)
+    loss = waveglow_loss(model(mel, audio), 1.0)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(module.weight_g.grad).all()
+    assert module.weight_g.grad[3].abs().item() > 0
+
+
 def test_voice_json_says_how_the_voice_was_made(tacotron2_run, waveglow_run, corpus, tmp_path):
     """`export voice --corpus-json --logs` records the corpus (what espeak-ng spoke, how), each
     model's parameter count and its training runs (steps, batch, rate) in the voice's JSON, and
@@ -374,6 +399,7 @@ def test_duration_benchmark_through_the_api_backend(tacotron2_run, waveglow_run,
 def test_corpus_is_trimmed_22050_hz_audio_with_matching_mels(corpus):
     summary = json.loads((corpus / "corpus.json").read_text())
     assert summary["utterances"] == {"train": 8, "val": 4} and "eSpeak NG" in summary["espeak"]
+    assert "Data at" not in summary["espeak"]  # the version, not the machine's data folder
     for record in corpus_mod.read_manifest(corpus):
         pcm = np.load(corpus / "wavs" / f"{record['id']}.npy")
         mel = np.load(corpus / "mels" / f"{record['id']}.npy")

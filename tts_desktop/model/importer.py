@@ -211,7 +211,8 @@ def _fold_weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
         raise CheckpointLayoutError(f"weight norm pair of shapes {g.shape} and {v.shape} does not fit")
     axes = tuple(i for i, n in enumerate(g64.shape) if n == 1)
     norm = np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
-    return (g64 * v64 / norm).astype(np.float32)
+    # an all-zero v (a channel stored as zeros) has no direction: its weight is 0, not torch's 0/0
+    return np.divide(g64 * v64, norm, out=np.zeros_like(v64), where=norm > 0).astype(np.float32)
 
 
 def _split_single_cond_layer(weights: Weights, layout: list[str]) -> None:
@@ -349,7 +350,11 @@ def _validated(path: Path, weights: Weights, expected: dict[str, tuple[int, ...]
     if problem:
         raise CheckpointLayoutError(f"'{path.name}': {problem}")
     ignored = sorted(k for k in weights if k not in expected and not k.endswith("num_batches_tracked"))
-    return {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in expected}, ignored
+    out = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in expected}
+    for key, value in out.items():  # a damaged or diverged checkpoint would only ever speak NaN
+        if not np.isfinite(value).all():
+            raise CheckpointLayoutError(f"'{path.name}': the weight {key} holds NaN or infinite values")
+    return out, ignored
 
 
 def _info(path: Path, layout: list[str], config_source: str, ignored: list[str]) -> dict[str, Any]:

@@ -98,8 +98,10 @@ def espeak_command(espeak: str | os.PathLike | None = None) -> tuple[str, dict[s
 
 
 def espeak_version(binary: str, env: dict[str, str]) -> str:
+    """espeak-ng's version line without its 'Data at: PATH' tail (a machine's folder, not a fact of
+    the corpus)."""
     result = subprocess.run([binary, "--version"], env=env, capture_output=True, text=True, check=True)
-    return result.stdout.strip()
+    return result.stdout.split("Data at:")[0].strip()
 
 
 def speak(text: str, cfg: CorpusConfig, binary: str, env: dict[str, str]) -> tuple[np.ndarray, int]:

@@ -496,8 +496,13 @@ def load_folded_state_dict(model: nn.Module, weights: dict[str, np.ndarray]) -> 
         if prefix in wn_modules:
             module = wn_modules[prefix]
             if leaf == "weight":
-                module.weight_v.copy_(value)
-                module.weight_g.copy_(value.norm(dim=(1, 2), keepdim=True))
+                # a channel the training switched off (g -> 0) comes back as zeros, whose
+                # direction is undefined (0/0 in the forward): it gets g = 0 and a unit v, so its
+                # weight stays 0 and the gradient of g can still bring it back
+                norm = value.norm(dim=(1, 2), keepdim=True)
+                dead = (norm == 0).expand_as(value)
+                module.weight_v.copy_(torch.where(dead, torch.ones_like(value), value))
+                module.weight_g.copy_(norm)
             else:
                 module.bias.copy_(value)
         else:
