@@ -219,7 +219,7 @@ def _wer_report(ids: list[str], refs: list[str], espeak_audio, voice_dir, device
             result = voice.synthesize(text, dataclasses.replace(options, seed=seed + i))
             voice_hyps.append(transcribe(result.audio, result.sample_rate))
             log(f"  voice {utterance_id}: {voice_hyps[-1]}")
-        report["vocoder"] = vocoder
+        report["vocoder"], report["seed"] = vocoder, seed
         report["sigma"], report["denoise"] = options.sigma, options.denoise
         report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
         report["voice_transcripts"] = dict(zip(ids, voice_hyps))
@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--first", type=int, default=0, help="skip this many validation sentences")
     w.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
     w.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
+    w.add_argument("--seed", type=int, default=0, help="sentence i is synthesized with seed SEED + i "
+                   "(prenet dropout and WaveGlow's noise; both vary the result)")
     ph = sub.add_parser("phrases", help="the same WER on lines of a text file, espeak-ng speaking them here")
     ph.add_argument("texts", type=Path, help="UTF-8 text, one phrase per line (e.g. ../shared/data/phrases.txt)")
     ph.add_argument("--voice")
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--whisper-dir", type=Path)
     ph.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
     ph.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
+    ph.add_argument("--seed", type=int, default=0, help="line i is synthesized with seed SEED + i")
     v = sub.add_parser("vocoder", help="the voice's WaveGlow alone, on espeak-ng's own mels")
     v.add_argument("--voice", required=True)
     v.add_argument("--corpus", required=True)
@@ -317,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                                    whisper=not args.no_whisper)
     elif args.command == "phrases":
         report = phrases_benchmark(args.texts.read_text(encoding="utf-8-sig").splitlines(), args.voice, args.espeak,
-                                   args.device, whisper_dir=args.whisper_dir, vocoder=args.vocoder,
+                                   args.device, args.seed, whisper_dir=args.whisper_dir, vocoder=args.vocoder,
                                    sigma=args.sigma, denoise=args.denoise)
     else:
-        report = wer_benchmark(args.corpus, args.n, args.voice, args.device, whisper_dir=args.whisper_dir,
+        report = wer_benchmark(args.corpus, args.n, args.voice, args.device, args.seed, whisper_dir=args.whisper_dir,
                                vocoder=args.vocoder, first=args.first, sigma=args.sigma, denoise=args.denoise)
     text = json.dumps(report, indent=2)
     print(text)
