@@ -1,7 +1,7 @@
 """The demo voice's quality benchmarks (issue 5).
 
     python -m tts_desktop.train.evaluate duration --voice resources/voices/demo --corpus corpus --n 100
-    python -m tts_desktop.train.evaluate wer --corpus corpus --n 20 [--voice resources/voices/demo]
+    python -m tts_desktop.train.evaluate wer --corpus corpus --n 100 [--voice resources/voices/demo]
     python -m tts_desktop.train.evaluate vocoder --voice resources/voices/demo --corpus corpus --n 5
     python -m tts_desktop.train.evaluate phrases ../shared/data/phrases.txt --voice resources/voices/demo
 
