@@ -450,6 +450,16 @@ def _whisper_or_skip():
         pytest.skip("espeak-ng is not installed")
 
 
+def test_phrases_benchmark_names_a_file_it_cannot_read(tmp_path, capsys):
+    """Read as the export command reads phrases: a clear message and exit code 2, not a traceback."""
+    assert evaluate.main(["phrases", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "missing.txt" in err
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    assert evaluate.main(["phrases", str(tmp_path / "latin1.txt")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
 def test_phrases_benchmark_hears_espeak_and_a_trained_voice_on_text_outside_the_corpus(tacotron2_run, waveglow_run,
                                                                                         tmp_path):
     """`evaluate phrases FILE`: Whisper's WER on espeak-ng speaking each line here, and on a voice

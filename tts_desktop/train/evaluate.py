@@ -172,8 +172,8 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
                   whisper_dir=None, log=print, vocoder: str = "waveglow", first: int = 0,
                   sigma: float | None = None, denoise: float | None = None) -> dict:
     """vocoder "griffin-lim" judges the Tacotron2 alone (its mels, a vocoder with no training).
-    `first` skips that many validation sentences: inference settings (`sigma`) are chosen on
-    sentences the reported benchmark (the first 20) does not use."""
+    `first` skips that many validation sentences (session 5 chose `sigma` on sentences 21-40,
+    outside the then 20-sentence benchmark; the benchmark is now all 100, LOG.md piece 7)."""
     records = read_manifest(corpus, "val")[first:first + n]
     report = _wer_report([r["id"] for r in records], [r["text"] for r in records],
                          lambda i: (read_speech(corpus, records[i]["id"]), 22050), voice_dir, device, seed,
@@ -319,9 +319,17 @@ def main(argv: list[str] | None = None) -> int:
         report = vocoder_benchmark(args.voice, args.corpus, args.n, args.sigma, whisper_dir=args.whisper_dir,
                                    whisper=not args.no_whisper)
     elif args.command == "phrases":
-        report = phrases_benchmark(args.texts.read_text(encoding="utf-8-sig").splitlines(), args.voice, args.espeak,
-                                   args.device, args.seed, whisper_dir=args.whisper_dir, vocoder=args.vocoder,
-                                   sigma=args.sigma, denoise=args.denoise)
+        from tts_desktop.cli.cmd_export import read_phrases  # the export command's reader
+        from tts_desktop.cli.errors import CliError
+
+        try:
+            texts = read_phrases(args.texts)
+        except CliError as e:
+            print(f"evaluate phrases: {e}", file=sys.stderr)
+            return 2
+        report = phrases_benchmark(texts, args.voice, args.espeak, args.device, args.seed,
+                                   whisper_dir=args.whisper_dir, vocoder=args.vocoder, sigma=args.sigma,
+                                   denoise=args.denoise)
     else:
         report = wer_benchmark(args.corpus, args.n, args.voice, args.device, args.seed, whisper_dir=args.whisper_dir,
                                vocoder=args.vocoder, first=args.first, sigma=args.sigma, denoise=args.denoise)
