@@ -369,6 +369,27 @@ def test_training_history_counts_a_run_without_export_up_to_the_next_start(tmp_p
          "minutes": 5.0}]
 
 
+def test_training_history_of_a_step_keeps_only_the_runs_that_made_it(tmp_path):
+    """A voice shipped from an earlier piece (or a branch) must not claim the later pieces' runs."""
+    def run(first, last, lr, wall):
+        return [{"event": "initialised", "step": first}, {"event": "start", "batch_size": 8, "lr": lr, "amp": "off",
+                                                          "graphs": True}, {"step": first + 1, "wall": wall},
+                {"event": "stopped", "step": last, "wall": wall + 60.0}]
+    rows = (run(0, 100, 1e-3, 0.0) + run(100, 200, 1e-3, 100.0) + run(200, 300, 1e-4, 200.0)
+            + run(100, 250, 5e-4, 300.0))  # a branch from step 100
+    log = tmp_path / "train.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    steps = lambda step: [(r["steps"], r["lr"]) for r in export.training_history(log, step)]
+    assert steps(None) == [([0, 100], 1e-3), ([100, 200], 1e-3), ([200, 300], 1e-4), ([100, 250], 5e-4)]
+    assert steps(300) == [([0, 100], 1e-3), ([100, 200], 1e-3), ([200, 300], 1e-4)]
+    assert steps(200) == [([0, 100], 1e-3), ([100, 200], 1e-3)]
+    assert steps(250) == [([0, 100], 1e-3), ([100, 250], 5e-4)]
+    assert export.training_history(log, 150)[-1] == {"steps": [100, 150], "batch_size": 8, "lr": 5e-4,
+                                                     "amp": "off", "cuda_graphs": True}  # no minutes
+    with pytest.raises(ValueError, match="step 400"):
+        export.training_history(log, 400)
+
+
 def _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path) -> Path:
     """The two test runs' checkpoints exported and built into a voice folder, as for the demo voice."""
     t2_dir, wg_dir = tmp_path / "t2", tmp_path / "wg"

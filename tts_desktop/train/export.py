@@ -105,10 +105,34 @@ def export_checkpoint(checkpoint, model: str, out_dir, info: dict | None = None,
     return write_shards(weights, config.to_dict(), out_dir, model, info, max_bytes)
 
 
-def training_history(log_path) -> list[dict]:
+def training_history(log_path, step: int | None = None) -> list[dict]:
     """One entry per training run found in a model's train.jsonl (runs appended piece after
     piece): the steps it took the model from and to, and its settings. A run that stopped
-    without its own export (a crash, a lost machine) counts up to where the next run started."""
+    without its own export (a crash, a lost machine) counts up to where the next run started.
+    With `step` (the exported model's), only the runs that made that model: the chain back from
+    the run that reached it, so later pieces (a voice shipped from an earlier one) and pieces
+    that branched from an earlier step are left out."""
+    runs = _runs_in_log(log_path)
+    if step is None:
+        return runs
+    chain, target = [], step
+    while target != 0:
+        # the latest run that ended at the step, else the latest that passed it (an export from a
+        # checkpoint inside the run, whose minutes are then not known)
+        ended = [r for r in runs if r["steps"][1] == target]
+        passed = [r for r in runs if r["steps"][0] < target < r["steps"][1]]
+        if ended:
+            run = ended[-1]
+        elif passed:
+            run = {k: v for k, v in passed[-1].items() if k != "minutes"} | {"steps": [passed[-1]["steps"][0], target]}
+        else:
+            raise ValueError(f"{log_path} does not say how step {step} was reached (no run reached step {target})")
+        chain.append(run)
+        target = run["steps"][0]
+    return chain[::-1]
+
+
+def _runs_in_log(log_path) -> list[dict]:
     runs, start_step, first_wall = [], 0, None
     for line in Path(log_path).read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -129,6 +153,11 @@ def training_history(log_path) -> list[dict]:
             if first_wall is not None:  # from its first log line: short by one logging window
                 runs[-1]["minutes"] = round((row["wall"] - first_wall) / 60, 1)
     return [r for r in runs if r["steps"][1] is not None and r["steps"][1] > r["steps"][0]]
+
+
+def _shards_step(shards_dir, model: str) -> int | None:
+    """The training step that write_shards recorded for a model's shards (None for an NGC import)."""
+    return json.loads((Path(shards_dir) / f"{model}.json").read_text(encoding="utf-8"))["info"].get("step")
 
 
 def corpus_provenance(corpus_json) -> dict:
@@ -190,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         provenance = corpus_provenance(args.corpus_json) if args.corpus_json else {}
         if args.logs:
-            provenance["training_runs"] = {m: training_history(args.logs / m / "train.jsonl") for m in MODELS}
+            provenance["training_runs"] = {m: training_history(args.logs / m / "train.jsonl", _shards_step(d, m))
+                                           for m, d in (("tacotron2", args.tacotron2), ("waveglow", args.waveglow))}
         out = build_voice(args.tacotron2, args.waveglow, args.out, args.name, provenance)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"voice written to {out}: {size / 1e6:.1f} MB")
