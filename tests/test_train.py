@@ -495,7 +495,33 @@ def test_phrases_benchmark_hears_espeak_and_a_trained_voice_on_text_outside_the_
     report = json.loads(out.read_text())
     assert report["lines"] == 2 and list(report["espeak_transcripts"]) == ["line 1", "line 2"]
     assert report["espeak_wer"] < 0.3
-    assert report["voice_wer"] > 0.8 and report["vocoder"] == "griffin-lim"
+    assert report["voice_wer"] > 0.8 and report["vocoder"] == "griffin-lim" and report["seed"] == 0
+
+
+def test_wer_over_several_seeds_hears_espeak_once_and_reports_the_mean(tacotron2_run, waveglow_run, corpus,
+                                                                      tmp_path, capsys):
+    """`evaluate wer --seed 0 1000`: the voice speaks each sentence once per seed (seed + i), espeak-ng's
+    recordings are transcribed once, and voice_wer is the mean of the seeds' WERs (the figure that
+    counts, LOG.md piece 7); each seed's own report agrees with its share."""
+    _whisper_or_skip()
+    voice = _voice_of_the_runs(tacotron2_run, waveglow_run, tmp_path)
+    run = lambda out, *seeds: evaluate.main(["wer", "--corpus", str(corpus), "--n", "2", "--voice", str(voice),
+                                             "--device", "cpu", "--vocoder", "griffin-lim", "--out", str(out),
+                                             "--seed", *map(str, seeds)])
+    assert run(tmp_path / "both.json", 0, 1000) == 0
+    log = capsys.readouterr().out
+    assert log.count("  espeak-ng ") == 2 and log.count("  voice ") == 4 and "(seed 1001)" in log
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert both["seeds"] == [0, 1000] and list(both["voice_transcripts"]) == ["seed 0", "seed 1000"]
+    for seed in (0, 1000):
+        assert run(tmp_path / f"{seed}.json", seed) == 0
+        alone = json.loads((tmp_path / f"{seed}.json").read_text())
+        assert alone["voice_transcripts"] == both["voice_transcripts"][f"seed {seed}"]
+        assert alone["voice_wer"] == both["voice_wer_by_seed"][str(seed)]
+    assert both["voice_wer"] == pytest.approx(np.mean(list(both["voice_wer_by_seed"].values())), abs=1e-4)
+    with pytest.raises(SystemExit):
+        run(tmp_path / "x.json", 5, 5)
+    assert "distinct" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

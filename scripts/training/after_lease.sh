@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Here, after a training lease, from the repository root: take in what send_back.sh returned and
-# judge the voice it makes (CPU; ~60 minutes on two cores with WER_N=100, in the background if you like).
+# judge the voice it makes (CPU; ~80 minutes on two cores with WER_N=100, in the background if you like).
 #   bash scripts/training/after_lease.sh /work/.device/N /work/.device/M   # the two send_back folders
 # 1. each model's shards replace .train_carry/MODEL (the next piece's start) and are backed up in
 #    $STATE (default /work/train_state/MODEL-stepS); its train.jsonl is appended to
@@ -12,7 +12,7 @@
 #    and through WaveGlow (the voice), and the stop token through the app (api) and on raw text.
 # Needs the validation corpus in $CORPUS (default /tmp/valcorpus; docs/training.md section 2).
 # JUDGE=0 stops after the export. WER_N sentences (default 100, all of them: 20 proved too few, LOG.md
-# piece 7) for the WER checks; add a second seed by hand (`evaluate wer --n 100 --seed 1000`).
+# piece 7) for the WER checks; the voice's WER is the mean of seeds 0 and 1000 (one run, espeak-ng heard once).
 set -eu
 PY=${PYTHON:-python3}; CORPUS=${CORPUS:-/tmp/valcorpus}; STATE=${STATE:-/work/train_state}; WER_N=${WER_N:-100}
 step() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['info']['step'])" "$1"; }
@@ -40,6 +40,6 @@ E="$PY -m tts_desktop.train.evaluate"
 $E vocoder --voice $V --corpus $CORPUS --n 5 --out $R/vocoder-wg$W.json | tail -n 8
 $E wer --corpus $CORPUS --n $WER_N --voice $V --vocoder griffin-lim --out $R/wer-griffin-lim-step$T.json | tail -n 3
 $E duration --voice $V --corpus $CORPUS --n 50 --backend api --device cpu --vocoder griffin-lim --out $R/duration-api-step$T.json | tail -n 12
-$E wer --corpus $CORPUS --n $WER_N --voice $V --out $R/wer-waveglow-step$T-wg$W.json | tail -n 3
+$E wer --corpus $CORPUS --n $WER_N --voice $V --seed 0 1000 --out $R/wer-waveglow-step$T-wg$W.json | tail -n 3
 $E duration --voice $V --corpus $CORPUS --n 50 --out $R/duration-step$T.json | tail -n 12
 echo "voice $V judged; results in $R (step$T, wg$W)"

@@ -168,7 +168,7 @@ class Transcriber:
         return " ".join(s.text.strip() for s in segments)
 
 
-def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", seed: int = 0,
+def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", seed: int | list[int] = 0,
                   whisper_dir=None, log=print, vocoder: str = "waveglow", first: int = 0,
                   sigma: float | None = None, denoise: float | None = None) -> dict:
     """vocoder "griffin-lim" judges the Tacotron2 alone (its mels, a vocoder with no training).
@@ -181,7 +181,7 @@ def wer_benchmark(corpus, n: int = 20, voice_dir=None, device: str = "auto", see
     return {"sentences": report.pop("sentences"), "first": first, **report}
 
 
-def phrases_benchmark(texts: list[str], voice_dir=None, espeak=None, device: str = "auto", seed: int = 0,
+def phrases_benchmark(texts: list[str], voice_dir=None, espeak=None, device: str = "auto", seed: int | list[int] = 0,
                       whisper_dir=None, log=print, vocoder: str = "waveglow", sigma: float | None = None,
                       denoise: float | None = None) -> dict:
     """The same measure on any lines of text (e.g. the reference client's phrases: out of the
@@ -200,7 +200,11 @@ def phrases_benchmark(texts: list[str], voice_dir=None, espeak=None, device: str
 def _wer_report(ids: list[str], refs: list[str], espeak_audio, voice_dir, device, seed, whisper_dir, log,
                 vocoder, sigma, denoise) -> dict:
     """Whisper's WER on espeak-ng's audio of each reference (`espeak_audio(i)` -> (audio, rate))
-    and, with `voice_dir`, on the voice saying it (the app's settings but those given)."""
+    and, with `voice_dir`, on the voice saying it (the app's settings but those given), reference i
+    with seed + i; `seed` a list: once per seed, voice_wer their mean (espeak-ng heard once)."""
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, not {seeds}")
     transcribe = Transcriber(whisper_dir)
     espeak_hyps = []
     for i, utterance_id in enumerate(ids):
@@ -214,15 +218,25 @@ def _wer_report(ids: list[str], refs: list[str], espeak_audio, voice_dir, device
         voice = Voice.load(voice_dir, device=device)
         chosen = {k: v for k, v in (("sigma", sigma), ("denoise", denoise)) if v is not None}
         options = SynthesisOptions(vocoder=vocoder, **chosen)  # the app's defaults for the rest
-        voice_hyps = []
-        for i, (utterance_id, text) in enumerate(zip(ids, refs)):
-            result = voice.synthesize(text, dataclasses.replace(options, seed=seed + i))
-            voice_hyps.append(transcribe(result.audio, result.sample_rate))
-            log(f"  voice {utterance_id}: {voice_hyps[-1]}")
-        report["vocoder"], report["seed"] = vocoder, seed
+        by_seed = {}
+        for base in seeds:
+            voice_hyps = []
+            for i, (utterance_id, text) in enumerate(zip(ids, refs)):
+                result = voice.synthesize(text, dataclasses.replace(options, seed=base + i))
+                voice_hyps.append(transcribe(result.audio, result.sample_rate))
+                log(f"  voice {utterance_id} (seed {base + i}): {voice_hyps[-1]}")
+            by_seed[base] = (word_error_rate(refs, voice_hyps), dict(zip(ids, voice_hyps)))
+        report["vocoder"] = vocoder
         report["sigma"], report["denoise"] = options.sigma, options.denoise
-        report["voice_wer"] = round(word_error_rate(refs, voice_hyps), 4)
-        report["voice_transcripts"] = dict(zip(ids, voice_hyps))
+        if len(seeds) == 1:
+            report["seed"] = seeds[0]
+            report["voice_wer"] = round(by_seed[seeds[0]][0], 4)
+            report["voice_transcripts"] = by_seed[seeds[0]][1]
+        else:  # one draw moves the WER by ~0.01 (LOG.md piece 7): the mean over the seeds is the figure
+            report["seeds"] = seeds
+            report["voice_wer"] = round(float(np.mean([w for w, _ in by_seed.values()])), 4)
+            report["voice_wer_by_seed"] = {str(b): round(w, 4) for b, (w, _) in by_seed.items()}
+            report["voice_transcripts"] = {f"seed {b}": t for b, (_, t) in by_seed.items()}
     return report
 
 
@@ -288,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--first", type=int, default=0, help="skip this many validation sentences")
     w.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
     w.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
-    w.add_argument("--seed", type=int, default=0, help="sentence i is synthesized with seed SEED + i "
-                   "(prenet dropout and WaveGlow's noise; both vary the result)")
+    w.add_argument("--seed", type=int, nargs="+", default=[0], help="sentence i is synthesized with seed SEED + i "
+                   "(prenet dropout and WaveGlow's noise; both vary the result); several seeds: the voice "
+                   "speaks every sentence once per seed, espeak-ng is heard once, voice_wer is their mean")
     ph = sub.add_parser("phrases", help="the same WER on lines of a text file, espeak-ng speaking them here")
     ph.add_argument("texts", type=Path, help="UTF-8 text, one phrase per line (e.g. ../shared/data/phrases.txt)")
     ph.add_argument("--voice")
@@ -298,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--whisper-dir", type=Path)
     ph.add_argument("--sigma", type=float, help="WaveGlow's sigma (default: the app's)")
     ph.add_argument("--denoise", type=float, help="the denoiser's strength (default: the app's)")
-    ph.add_argument("--seed", type=int, default=0, help="line i is synthesized with seed SEED + i")
+    ph.add_argument("--seed", type=int, nargs="+", default=[0], help="line i is synthesized with seed SEED + i "
+                    "(several: as for wer)")
     v = sub.add_parser("vocoder", help="the voice's WaveGlow alone, on espeak-ng's own mels")
     v.add_argument("--voice", required=True)
     v.add_argument("--corpus", required=True)
@@ -312,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="duration: backend api only (frame counts do not depend on it)")
         s.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = p.parse_args(argv)
+    if len(set(getattr(args, "seed", []))) != len(getattr(args, "seed", [])):
+        p.error(f"--seed takes distinct seeds, not {' '.join(map(str, args.seed))}")
     if args.command == "duration":
         report = duration_benchmark(args.voice, args.corpus, args.n, args.backend, args.device,
                                     vocoder=args.vocoder)
