@@ -155,11 +155,6 @@ def _runs_in_log(log_path) -> list[dict]:
     return [r for r in runs if r["steps"][1] is not None and r["steps"][1] > r["steps"][0]]
 
 
-def _shards_step(shards_dir, model: str) -> int | None:
-    """The training step that write_shards recorded for a model's shards (None for an NGC import)."""
-    return json.loads((Path(shards_dir) / f"{model}.json").read_text(encoding="utf-8"))["info"].get("step")
-
-
 def corpus_provenance(corpus_json) -> dict:
     """What a voice says about its training corpus, from the corpus.json that corpus.py wrote."""
     info = json.loads(Path(corpus_json).read_text(encoding="utf-8"))
@@ -170,11 +165,17 @@ def corpus_provenance(corpus_json) -> dict:
                                "speech": config, "utterances": info["utterances"], "hours": info["hours"]}}
 
 
-def build_voice(tacotron2_dir, waveglow_dir, out_dir, name: str = "demo", provenance: dict | None = None) -> Path:
+def build_voice(tacotron2_dir, waveglow_dir, out_dir, name: str = "demo", provenance: dict | None = None,
+                logs=None) -> Path:
     """The voice folder (FP16) from the two models' shards. `provenance` adds to what the voice's
-    JSON says of how it was made (corpus_provenance, training_history)."""
+    JSON says of how it was made (corpus_provenance); `logs`, a folder with MODEL/train.jsonl, adds
+    each model's training runs up to the step its shards hold (training_history)."""
     t_config, t_weights, t_info = read_shards(tacotron2_dir, "tacotron2")
     w_config, w_weights, w_info = read_shards(waveglow_dir, "waveglow")
+    if logs is not None:
+        provenance = {**(provenance or {}), "training_runs": {
+            m: training_history(Path(logs) / m / "train.jsonl", info.get("step"))
+            for m, info in (("tacotron2", t_info), ("waveglow", w_info))}}
     tacotron2 = Tacotron2Config.from_dict(t_config)
     waveglow = WaveGlowConfig.from_dict(w_config)
     for weights, table in ((t_weights, tacotron2_shapes(tacotron2)), (w_weights, waveglow_shapes(waveglow))):
@@ -218,10 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}  {path.stat().st_size / 2**20:.1f} MiB")
     else:
         provenance = corpus_provenance(args.corpus_json) if args.corpus_json else {}
-        if args.logs:
-            provenance["training_runs"] = {m: training_history(args.logs / m / "train.jsonl", _shards_step(d, m))
-                                           for m, d in (("tacotron2", args.tacotron2), ("waveglow", args.waveglow))}
-        out = build_voice(args.tacotron2, args.waveglow, args.out, args.name, provenance)
+        out = build_voice(args.tacotron2, args.waveglow, args.out, args.name, provenance, logs=args.logs)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"voice written to {out}: {size / 1e6:.1f} MB")
     return 0
