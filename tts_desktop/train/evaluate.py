@@ -197,14 +197,19 @@ def phrases_benchmark(texts: list[str], voice_dir=None, espeak=None, device: str
     return {"lines": report.pop("sentences"), **report}
 
 
+def _distinct_seeds(seed: int | list[int]) -> list[int]:
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, not {' '.join(map(str, seeds))}")
+    return seeds
+
+
 def _wer_report(ids: list[str], refs: list[str], espeak_audio, voice_dir, device, seed, whisper_dir, log,
                 vocoder, sigma, denoise) -> dict:
     """Whisper's WER on espeak-ng's audio of each reference (`espeak_audio(i)` -> (audio, rate))
     and, with `voice_dir`, on the voice saying it (the app's settings but those given), reference i
     with seed + i; `seed` a list: once per seed, voice_wer their mean (espeak-ng heard once)."""
-    seeds = [seed] if isinstance(seed, int) else list(seed)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, not {seeds}")
+    seeds = _distinct_seeds(seed)
     transcribe = Transcriber(whisper_dir)
     espeak_hyps = []
     for i, utterance_id in enumerate(ids):
@@ -328,8 +333,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="duration: backend api only (frame counts do not depend on it)")
         s.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = p.parse_args(argv)
-    if len(set(getattr(args, "seed", []))) != len(getattr(args, "seed", [])):
-        p.error(f"--seed takes distinct seeds, not {' '.join(map(str, args.seed))}")
+    if args.command in ("wer", "phrases"):
+        try:
+            _distinct_seeds(args.seed)  # a usage error here, before Whisper and the voice load
+        except ValueError as e:
+            p.error(f"--seed: {e}")
     if args.command == "duration":
         report = duration_benchmark(args.voice, args.corpus, args.n, args.backend, args.device,
                                     vocoder=args.vocoder)
