@@ -8,9 +8,7 @@
 //   acc    [T][G]    float  the WN output (b, log_s) being accumulated, 2*n_half used
 //   h      [T][C]    float  the WN residual stream
 //   XS     [T][LD]   act_t  one GEMM operand per layer: [3 dilated-conv taps of h (3C) | cond (NMEL*G)]
-//                           so in_layer and cond_layer are one GEMM (their outputs are summed anyway);
-//                           with the cond folded into the upsampler (FP16 engine) only the taps
-//                           (a GEMM of its own writes the cond part of Y, see tts_desktop/engine/waveglow.py)
+//                           so in_layer and cond_layer are one GEMM (their outputs are summed anyway)
 //   Y      [T][2C]   act_t  that GEMM's output (pre-activation)
 //   A      [T][C]    act_t  gated activations tanh * sigmoid
 //   R      [T][C]    act_t  res GEMM output
@@ -53,13 +51,6 @@ extern "C" __global__ void wg_upsample_cols(const float* __restrict__ mel, int n
         v = 1.0f;  // the bias column
     }
     from_f(M[i], v);
-}
-
-// float32 -> act_t: the folded cond weights (an FP32 SGEMM's product, see WaveGlowGpu._fold_cond)
-// rounded once to the engine's storage.
-extern "C" __global__ void wg_to_act(const float* __restrict__ src, act_t* __restrict__ dst, long n) {
-    const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) from_f(dst[i], src[i]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -266,46 +266,26 @@ class _GemmContext(B._PlanContext):
         pass
 
 
-@pytest.mark.parametrize("precision,tf32,fold", [("fp32", False, False), ("fp32", True, False), ("fp16", False, False),
-                                                  ("fp16", False, True)])
-def test_waveglow_gemms_use_the_stated_compute_type(voice, precision, tf32, fold):
+@pytest.mark.parametrize("precision,tf32", [("fp32", False), ("fp32", True), ("fp16", False)])
+def test_waveglow_gemms_use_the_stated_compute_type(voice, precision, tf32):
     """Every cuBLAS call a WaveGlow inference makes: strict FP32 -> cublasSgemm plus the upsample's
     strided-batched GEMM with COMPUTE_32F; tf32 -> every one with COMPUTE_32F_FAST_TF32 and no
-    sgemm; FP16 -> COMPUTE_32F (FP16 operands, FP32 accumulation) as before. FP16 with the cond
-    folded (its default): no upsample GEMM; per layer and chunk of frames the cond GEMM (beta 0)
-    and then the taps GEMM adding onto it (beta 1), over the same rows of Y."""
-    import ctypes
-
+    sgemm; FP16 -> COMPUTE_32F (FP16 operands, FP32 accumulation) as before."""
     from nvmath.bindings import cublas
 
     from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu
 
     config, _, ww = voice
     ctx = _GemmContext()
-    packed = PackedWaveGlow.from_weights(config.waveglow, ww, fp16=precision == "fp16", fold_cond=fold)
-    wg = WaveGlowGpu(ctx, packed, tf32=tf32, fold_chunk=4)
-    assert wg.fold is fold
-    wg.infer(ctx.Array((2, 80, 5), np.float32), [5, 3], sigma=0.6)  # 8 frames: two chunks of 4
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(config.waveglow, ww, fp16=precision == "fp16"), tf32=tf32)
+    wg.infer(ctx.Array((2, 80, 5), np.float32), [5, 3], sigma=0.6)
     calls = ctx.blas._cb.calls
     names = [n for n, _ in calls]
     cfg = config.waveglow
     layers = cfg.n_flows * cfg.wn_n_layers
     res = 0 if precision == "fp16" and wg.fused else cfg.n_flows * (cfg.wn_n_layers - 1)
-    want = cublas.ComputeType.COMPUTE_32F_FAST_TF32 if tf32 else cublas.ComputeType.COMPUTE_32F
-    if fold:
-        assert "gemm_strided_batched_ex" not in names and len(calls) == 2 * 2 * layers + res
-        layer_calls = [args for _, args in calls if args[3] != cfg.wn_n_channels]  # m = P*2C or 2C, not C (res)
-        beta = [ctypes.c_float.from_address(args[13]).value for args in layer_calls]
-        assert beta == [0.0, 1.0] * (2 * layers)
-        spf = 256 // cfg.n_group
-        for cond, taps in zip(layer_calls[::2], layer_calls[1::2]):
-            assert cond[3:6] == (spf * 2 * cfg.wn_n_channels, 4, packed.ku)  # m, n = frames of the chunk, k
-            assert taps[3:6] == (2 * cfg.wn_n_channels, 4 * spf, cfg.wn_kernel_size * cfg.wn_n_channels)
-            assert cond[14] == taps[14]  # the same rows of Y
-        assert layer_calls[2][14] - layer_calls[0][14] == 4 * spf * 2 * cfg.wn_n_channels * 2  # chunk 2 of Y
-        assert all(args[-2] == want for _, args in calls)
-        return
     assert names.count("gemm_strided_batched_ex") == 1 and len(calls) == 1 + layers + res
+    want = cublas.ComputeType.COMPUTE_32F_FAST_TF32 if tf32 else cublas.ComputeType.COMPUTE_32F
     if precision == "fp32" and not tf32:
         assert names.count("sgemm") == layers + res  # strict: no compute type to choose, no TF32
         assert calls[0][1][-2] == want

@@ -82,26 +82,20 @@ def main() -> int:
     T = F * 32
     c = cfg.wn_n_channels
     flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
-    # folded: per group step 2C x 3C (taps) + 2C x KU / 32 (the cond GEMM runs once per frame of 32 steps,
-    # but over 32 phases: 2C x KU per step as well) instead of 2C x (3C + 640)
-    folded = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 328)) + (cfg.wn_n_layers - 1) * c * c)
-    folded_fraction = folded / flops
-    variants = [  # (name, fp16, fold_cond, WaveGlowGpu kwargs)
-        ("FP16 folded, fused, h fp16 (default)", True, True, {}),
-        ("FP16 folded, chunk 512 frames", True, True, dict(fold_chunk=512)),
-        ("FP16 folded, chunk 8192 frames", True, True, dict(fold_chunk=8192)),
-        ("FP16 unfolded, fused, h fp16", True, False, {}),
-        ("FP16 unfolded, unfused (gate/res GEMM/residual)", True, False, dict(fused=False)),
-        ("FP32", False, False, {}),
-        ("FP32 + TF32 GEMMs (tf32=True)", False, False, dict(tf32=True)),
+    variants = [  # (name, fp16, WaveGlowGpu kwargs)
+        ("FP16 fused, h fp16", True, dict(fused=True, h_half=True)),
+        ("FP16 fused, h fp32", True, dict(fused=True, h_half=False)),
+        ("FP16 fused, h fp16, 16-row tiles", True, dict(fused=True, h_half=True, fused_rows=16)),
+        ("FP16 unfused (gate/res GEMM/residual)", True, dict(fused=False)),
+        ("FP32", False, {}),
+        ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
     ]
     if args.only_fp16:
-        variants = [v for v in variants if v[1]]
-    packed = {(fp16, fold): PackedWaveGlow.from_weights(cfg, w, fp16=fp16, fold_cond=fold)
-              for fp16, fold in {(v[1], v[2]) for v in variants}}
+        variants = variants[:4]
+    packed = {fp16: PackedWaveGlow.from_weights(cfg, w, fp16=fp16) for fp16 in {v[1] for v in variants}}
     by_name = {}
-    for name, fp16, fold, kw in variants:
-        wg = WaveGlowGpu(ctx, packed[fp16, fold], **kw)
+    for name, fp16, kw in variants:
+        wg = WaveGlowGpu(ctx, packed[fp16], **kw)
         by_name[name] = wg
         out = ctx.empty((1, F * 256), np.float32)
         run = lambda: wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # noqa: E731
@@ -112,9 +106,8 @@ def main() -> int:
         g()
         a2 = out.to_host()
         assert np.array_equal(a1, a2), "graph replay must give the stream result"
-        fl = flops * (folded_fraction if fold else 1.0)
-        rows.append((f"WaveGlow {name} stream", med, best, fl / med / 1e9))
-        rows.append((f"WaveGlow {name} graph", gmed, gbest, fl / gmed / 1e9))
+        rows.append((f"WaveGlow {name} stream", med, best, flops / med / 1e9))
+        rows.append((f"WaveGlow {name} graph", gmed, gbest, flops / gmed / 1e9))
         if args.batch > 1:
             nb = args.batch
             melb = ctx.to_device(rng.standard_normal((nb, 80, F)).astype(np.float32))
@@ -122,28 +115,24 @@ def main() -> int:
             runb = lambda: wg.infer(melb, [F] * nb, sigma=0.6, seed=1, out=outb)  # noqa: E731
             reps_b = max(3, args.reps // (4 if fp16 else 10))
             med, best = median_ms(ctx, runb, reps_b, warmup=1)
-            rows.append((f"WaveGlow {name} batch {nb} stream", med, best, nb * fl / med / 1e9))
+            rows.append((f"WaveGlow {name} batch {nb} stream", med, best, nb * flops / med / 1e9))
             del melb, outb
             wg._buf = None
             ctx.synchronize()
             wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # back to the batch-1 scratch
         del g
     # per-op breakdown at batch 1 (each op alone, 20 back-to-back launches per timing)
-    wf = by_name["FP16 folded, fused, h fp16 (default)"]
-    wn, wu = by_name["FP16 unfolded, fused, h fp16"], by_name["FP16 unfolded, unfused (gate/res GEMM/residual)"]
+    wf, wu = by_name["FP16 fused, h fp16"], by_name["FP16 unfused (gate/res GEMM/residual)"]
     kc = 3 * c + 640
     lf, lu = wf.flows[0]["layers"][0], wu.flows[0]["layers"][0]
     bf, bu = wf._buf, wu._buf
-    ku = wf.packed.ku
+    wh = by_name["FP16 fused, h fp32"]
     ops = {
-        "unfolded: GEMM [taps|cond] 512x1408": lambda: wu._gemm(2 * c, T, kc, lu["wcat"].ptr, kc, bu.xs.ptr, bu.ld,
-                                                                bu.y.ptr, 2 * c),
-        "folded: both GEMMs (layer_gemm)": lambda: wf.layer_gemm(lf, T, F),
-        "folded: GEMM cond 16384x328 @ im2col": lambda: wf._gemm(32 * 2 * c, F, ku, lf["a_cond"].ptr, ku, bf.cols.ptr,
-                                                                 ku, bf.y.ptr, 32 * 2 * c),
-        "folded: GEMM taps 512x768, beta 1": lambda: wf._gemm(2 * c, T, 3 * c, lf["wcat"].ptr, 3 * c, bf.xs.ptr, bf.ld,
-                                                              bf.y.ptr, 2 * c, beta=1.0),
+        "GEMM [taps|cond] 512x1408": lambda: wu._gemm(2 * c, T, kc, lu["wcat"].ptr, kc, bu.xs.ptr, bu.ld,
+                                                      bu.y.ptr, 2 * c),
         "fused gate+res+residual, h fp16": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, True),
+        "fused gate+res+residual, h fp32": lambda: wh.fused_layer(T, 1, wh.flows[0]["layers"][0], 4,
+                                                                  wh._buf.acc[0], 2, True),
         "fused, last layer (gate+skip only)": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, False),
         "unfused: GEMM res 256x256": lambda: wu._gemm(c, T, c, lu["w_res"].ptr, c, bu.a.ptr, c, bu.r.ptr, c),
         "unfused: gate kernel": lambda: launch(ctx, wu.k_gate, min((T + 7) // 8, 8 * ctx.sm_count), 256, T, bu.y,
@@ -151,7 +140,6 @@ def main() -> int:
         "unfused: residual kernel": lambda: launch(ctx, wu.k_res, (T * c // 8 + 255) // 256, 256, T, wu._row_off, 1,
                                                    bu.r, lu["b_res"], bu.h, bu.xs, bu.ld, 3, 2),
     }
-    del wn
     for k, fn in ops.items():
         m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
         rows.append((f"  {k} (x1)", m / 20, b_ / 20, float("nan")))

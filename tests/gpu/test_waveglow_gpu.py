@@ -107,8 +107,7 @@ def test_noise_kernel_matches_numpy_philox(ctx, full):
 
 
 # engine -> (fp16, tf32, seed, bound): the TF32 engine runs the upsample as one strided-batched GEMM
-# (gemm_strided_batched_ex) with TF32 compute, so it gets FP16's bound. The FP16 engine's cond columns
-# exist only unfolded (fold_cond=False); folded, test_layer_gemm checks the cond part of Y instead.
+# (gemm_strided_batched_ex) with TF32 compute, so it gets FP16's bound
 COND_CASES = {"fp32": (False, False, 2, FP32_TOL), "fp16": (True, False, 2, 2e-3), "tf32": (False, True, 12, 2e-3)}
 
 
@@ -118,7 +117,7 @@ def test_cond_columns_match_reference_upsample(ctx, full, engine):
     fp16, tf32, seed, bound = COND_CASES[engine]
     cfg, w, _ = full
     rng = np.random.default_rng(seed)
-    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16, fold_cond=False), tf32=tf32)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), tf32=tf32)
     if tf32:
         assert wg.tf32 and not wg.fused
     lengths = [5, 2, 7]
@@ -134,48 +133,6 @@ def test_cond_columns_match_reference_upsample(ctx, full, engine):
         ref = group_cond(upsample(mel[b:b + 1, :, :n], w["upsample.weight"], w["upsample.bias"]), cfg.n_group)
         got = xs[row: row + n * spf].astype(np.float32).T[None]
         assert rel_l2(got, ref) < bound
-        row += n * spf
-
-
-# (fp16, fold_cond, fold_chunk, bound): FP16 rounds A (or W_cond and the cond columns), the taps
-# and Y to 11 bits (2e-3, as the cond columns); folded FP32 is strict SGEMM throughout (1e-4).
-LAYER_GEMM_CASES = {"fp32": (False, False, 1024, FP32_TOL), "fp32 folded": (False, True, 1024, FP32_TOL),
-                    "fp16": (True, False, 1024, 2e-3), "fp16 folded": (True, True, 1024, 2e-3),
-                    "fp16 folded, 4-frame chunks": (True, True, 4, 2e-3)}
-
-
-@pytest.mark.parametrize("case", list(LAYER_GEMM_CASES))
-def test_layer_gemm(ctx, full, case):
-    """One WN layer's Y = in_layer(taps) + cond_layer(group_cond(upsample(mel))), biases left to
-    the gate: unfolded (one GEMM over [taps | cond]) and folded (A_cond @ im2col, then the taps GEMM
-    onto it; in chunks that split the ragged items mid-item), on random taps."""
-    fp16, fold, chunk, bound = LAYER_GEMM_CASES[case]
-    cfg, w, _ = full
-    rng = np.random.default_rng(8)
-    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16, fold_cond=fold), fold_chunk=chunk)
-    assert wg.fold == fold
-    act = np.float16 if fp16 else np.float32
-    c, K, spf, k, i = cfg.wn_n_channels, cfg.wn_kernel_size, 256 // cfg.n_group, cfg.n_flows - 2, 5
-    lengths = [5, 2, 7]
-    frames, rows = sum(lengths), sum(lengths) * spf
-    mel = _padded_mel(rng, lengths)
-    wg.infer(ctx.to_device(mel), lengths, sigma=0.0)  # the im2col (and unfolded, the cond columns)
-    buf = wg._buf
-    xs = buf.xs.to_host()
-    taps = rng.standard_normal((rows, K * c)).astype(act)
-    xs[:rows, : K * c] = taps
-    buf.xs.copy_from(xs)
-    buf.y.poison()
-    wg.layer_gemm(wg.flows[k]["layers"][i], rows, frames)
-    got = buf.y.to_host()[:rows].astype(np.float64)
-    w_in = w[f"WN.{k}.in_layers.{i}.weight"].astype(np.float64)
-    w_cond = w[f"WN.{k}.cond_layers.{i}.weight"][:, :, 0].astype(np.float64)
-    row = 0
-    for b, n in enumerate(lengths):
-        cond = group_cond(upsample(mel[b:b + 1, :, :n], w["upsample.weight"], w["upsample.bias"]), cfg.n_group)[0]
-        t = taps[row: row + n * spf].astype(np.float64)
-        ref = sum(t[:, j * c:(j + 1) * c] @ w_in[:, :, j].T for j in range(K)) + cond.T @ w_cond.T
-        assert rel_l2(got[row: row + n * spf], ref) < bound, f"item {b}"
         row += n * spf
 
 
@@ -323,12 +280,9 @@ def _ragged_case(full, batch):
 def test_full_waveglow_ragged_given_z(ctx, full, batch):
     cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     errs = {}
-    # FP32; FP16 as run by default (cond folded, fused layer, h kept fp16); FP16 fused with h float32;
-    # FP16 with the cond unfolded (the tests' chunk of 8 frames splits items mid-way)
-    for key, fp16, fold, kw in ((False, False, False, {}), (True, True, True, dict(fold_chunk=8)),
-                                ("h32", True, True, dict(h_half=False)), ("unfolded", True, False, {})):
-        wg = WaveGlowGpu(ctx, _packed(cfg, w, fp16, fold), **kw)
-        assert wg.fold == fold
+    # FP32; FP16 as run by default (fused layer, h kept fp16); FP16 fused with h float32
+    for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False))):
+        wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
         out.poison()
         got = wg.infer(ctx.to_device(mel), lengths, sigma=sigma, noise=wg.set_noise_from_z(z, lengths, sigma),
@@ -337,22 +291,10 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
         for b, n in enumerate(lengths):
             assert not got[b, n * 256:].any(), "samples past an item's length must be zero"
     print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
-          f"fp16 (h fp32) {errs['h32']:.2e} fp16 unfolded {errs['unfolded']:.2e}")
+          f"fp16 (h fp32) {errs['h32']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
     assert errs["h32"] < FP16_TOL
-    assert errs["unfolded"] < FP16_TOL
-
-
-_PACKED: dict = {}
-
-
-def _packed(cfg, w, fp16: bool, fold: bool) -> PackedWaveGlow:
-    """Host packing of the full model, once per engine kind (it takes seconds at 256 channels)."""
-    key = (id(w), fp16, fold)
-    if key not in _PACKED:
-        _PACKED[key] = PackedWaveGlow.from_weights(cfg, w, fp16=fp16, fold_cond=fold)
-    return _PACKED[key]
 
 
 def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):

@@ -9,15 +9,6 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
 - per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
   cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway. The
   FP16 engine (256 or 128 channels) does gate -> res GEMM -> residual in one kernel, wg_layer_fused;
-- cond folding (`fold_cond`, the FP16 engine's default): a group step's cond input is a linear map
-  (one of 256/G phases) of the 4 mel frames the upsampler reads, so cond_layer . upsample folds into
-  one matrix per layer, (256/G * 2C) x KU, multiplied straight with the upsampler's im2col operand:
-  that GEMM's column-major output *is* Y in time-major order. The in_layer GEMM over the taps
-  (K = 3C instead of 3C + n_mel*G) then adds onto Y (beta = 1). At NVIDIA's sizes that is 2C x
-  (328 + 768) MACs per group step instead of 2C x 1408 (-22 %) and no cond columns at all; the price is
-  the folded weights (10.7 MB a layer in FP16, 1.0 GB at 256 channels, 0.34 GB for the demo voice),
-  made on the device when the engine loads (float32 SGEMM, then rounded) so the engine file keeps
-  only cond_layer's and the upsampler's own weights;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
@@ -117,10 +108,8 @@ class PackedWaveGlow:
     config: WaveGlowConfig
     fp16: bool
     n_mel: int
-    up_w: np.ndarray  # (256/G * n_mel * G, KU): rows (phase p, channel c, sample s); float32 with fold_cond
+    up_w: np.ndarray  # (256/G * n_mel * G, KU) act dtype: rows (phase p, channel c, sample s)
     ku: int
-    fold_cond: bool = False  # cond_layer folded into the upsampler on the device (WaveGlowGpu); layers
-    #                          then hold wcat = the taps' weights only and w_cond (2C x n_mel*G) float32
     flows: list[dict] = field(default_factory=list)  # per flow k
 
     @property
@@ -128,11 +117,7 @@ class PackedWaveGlow:
         return np.float16 if self.fp16 else np.float32
 
     @classmethod
-    def from_weights(cls, config: WaveGlowConfig, weights: Mapping[str, np.ndarray], fp16: bool = True,
-                     fold_cond: bool | None = None):
-        """fold_cond: default on for the FP16 engine; off for FP32, where the folded weights (2 GB at
-        NVIDIA's sizes in float32) would break the engine's memory budget."""
-        fold = fp16 if fold_cond is None else bool(fold_cond)
+    def from_weights(cls, config: WaveGlowConfig, weights: Mapping[str, np.ndarray], fp16: bool = True):
         g, c, L, K = config.n_group, config.wn_n_channels, config.wn_n_layers, config.wn_kernel_size
         if UPSAMPLE_STRIDE % g or c % 2 or K % 2 == 0:
             raise ValueError(f"unsupported WaveGlow shape: n_group {g}, channels {c}, kernel {K}")
@@ -149,9 +134,7 @@ class PackedWaveGlow:
         up = np.zeros((P, n_mel, g, ku))
         up[..., : taps * n_mel] = wj.transpose(3, 1, 4, 2, 0).reshape(P, n_mel, g, taps * n_mel)
         up[..., taps * n_mel] = f64("upsample.bias")[None, :, None]
-        # the fold needs the upsampler unrounded; without it the upsample GEMM reads up_w as is
-        packed = cls(config, fp16, n_mel, up.reshape(P * n_mel * g, ku).astype(np.float32 if fold else act), ku,
-                     fold)
+        packed = cls(config, fp16, n_mel, up.reshape(P * n_mel * g, ku).astype(act), ku)
 
         nr = remaining_channels(config)
         for k in range(config.n_flows):
@@ -163,7 +146,7 @@ class PackedWaveGlow:
             for i in range(L):
                 w_in = f64(f"{p}in_layers.{i}.weight")  # (2C, C, K)
                 w_cond = f64(f"{p}cond_layers.{i}.weight")[:, :, 0]  # (2C, n_mel*G)
-                wcat = np.concatenate([w_in[:, :, j] for j in range(K)] + ([] if fold else [w_cond]), axis=1)
+                wcat = np.concatenate([w_in[:, :, j] for j in range(K)] + [w_cond], axis=1)
                 gate_b = f64(f"{p}in_layers.{i}.bias") + f64(f"{p}cond_layers.{i}.bias")
                 w_rs, b_rs = f64(f"{p}res_skip_layers.{i}.weight")[:, :, 0], f64(f"{p}res_skip_layers.{i}.bias")
                 if i < L - 1:
@@ -175,7 +158,6 @@ class PackedWaveGlow:
                 w_es = w_end @ w_skip  # (2nh, C)
                 layers.append(dict(
                     wcat=np.ascontiguousarray(wcat.astype(act)),
-                    **({"w_cond": np.ascontiguousarray(w_cond.astype(np.float32))} if fold else {}),
                     gate_b=gate_b.astype(np.float32),
                     w_es=np.ascontiguousarray(w_es.astype(np.float32)),
                     w_res=None if w_res is None else np.ascontiguousarray(w_res.astype(act)),
@@ -202,8 +184,7 @@ class _Buffers:
         cfg = packed.config
         c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
         self.rows, self.frames = rows, frames
-        # XS: the taps of h, then (unfolded only) the cond columns
-        self.ld = _round8(cfg.wn_kernel_size * c + (0 if packed.fold_cond else packed.n_mel * g))
+        self.ld = _round8(cfg.wn_kernel_size * c + packed.n_mel * g)
         self.xs = ctx.zeros((rows, self.ld), act)  # pad columns stay zero; GEMMs never read them anyway
         self.y = ctx.empty((rows, 2 * c), act)
         # acts and res output exist only on the unfused path (wg_layer_fused keeps them on chip)
@@ -220,22 +201,15 @@ class WaveGlowGpu:
     without synchronising, so stages chain on the device (and can be captured in a CUDA graph)."""
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
-                 h_half: bool = True, fused_rows: int = 32, tf32: bool = False, fold_chunk: int = 1024):
+                 h_half: bool = True, fused_rows: int = 32, tf32: bool = False):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
         than a float32 buffer. fused_rows: rows per tile of the fused kernel (16 or 32).
-        tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc).
-        fold_chunk (packed.fold_cond): mel frames per pair of layer GEMMs, so that the Y the second
-        GEMM reads back (frames * 256/G * 2C values) is still in L2 (33.5 MB at 256 channels)."""
+        tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc)."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
-        if tf32 and packed.fold_cond:
-            raise ValueError("tf32 is a mode of the unfolded FP32 engine")
-        if fold_chunk < 1:
-            raise ValueError("fold_chunk must be at least one frame")
         self.tf32 = bool(tf32)
-        self.fold, self.fold_chunk = packed.fold_cond, int(fold_chunk)
         self.ctx, self.packed, self.config = ctx, packed, packed.config
         cfg = packed.config
         c = cfg.wn_n_channels
@@ -265,22 +239,15 @@ class WaveGlowGpu:
         bm = self.fused_rows
         self.fused_smem = ((c // 8 + 2) * (c // 16) * 32 * 8 + bm * (c + 8) * 2 + min(c // 16, 16) * bm * 8 * 4
                            + bm * (c + 8) * 4 + 2 * bm * 2 * 4)  # kernels/waveglow.cu: Wp | As | Ss | Rs | rb
-        self.k_to_act = self.mod.kernel("wg_to_act")
         up = ctx.to_device(packed.up_w)
-        self.up_w = None if self.fold else up  # folded: needed only to make the folded weights
+        self.up_w = up
         self.flows = []
-        self._fold_tmp = None  # float32 scratch of _fold_cond (FP16 engine), dropped once all are folded
         for f in packed.flows:
             d = {key: ctx.to_device(f[key]) for key in ("w_start", "b_start", "end_bias", "w_inv")}
             d["n_rem"] = f["n_rem"]
-            d["layers"] = []
-            for layer in f["layers"]:
-                dl = {key: (None if v is None else ctx.to_device(v)) for key, v in layer.items() if key != "w_cond"}
-                if self.fold:
-                    dl["a_cond"] = self._fold_cond(up, layer["w_cond"])
-                d["layers"].append(dl)
+            d["layers"] = [{key: (None if v is None else ctx.to_device(v)) for key, v in layer.items()}
+                           for layer in f["layers"]]
             self.flows.append(d)
-        self._fold_tmp = None
         self._buf: _Buffers | None = None
         self._off_cache: dict[tuple[int, ...], tuple[DeviceArray, DeviceArray]] = {}
         self._dt = CUDA_R_16F if packed.fp16 else CUDA_R_32F
@@ -305,58 +272,13 @@ class WaveGlowGpu:
             self._off_cache[lengths] = hit
         return hit
 
-    def _fold_cond(self, up: DeviceArray, w_cond: np.ndarray) -> DeviceArray:
-        """One layer's folded cond weights A = [W_cond U_p for each phase p], (P * 2C) x KU in the
-        act dtype: W_cond (2C x n_mel*G, float32) times the upsampler's rows of phase p (n_mel*G x
-        KU, float32, its bias column included), as one strided-batched SGEMM (strict FP32), then
-        rounded. At build time (a recording context, no device memory) only the array is declared."""
-        ctx, pk = self.ctx, self.packed
-        P, c2 = UPSAMPLE_STRIDE // self.config.n_group, 2 * self.config.wn_n_channels
-        out = ctx.empty((P * c2, pk.ku), pk.act_dtype)
-        if not isinstance(ctx, GpuContext):
-            return out
-        wc = ctx.to_device(w_cond)
-        dst = out
-        if pk.fp16:
-            if self._fold_tmp is None:
-                self._fold_tmp = ctx.empty((P * c2, pk.ku), np.float32)
-            dst = self._fold_tmp
-        ctx.blas.gemm_strided_batched(wc, up.view((P, up.shape[0] // P, pk.ku)), dst.view((P, c2, pk.ku)))
-        if pk.fp16:
-            n = out.size
-            launch(ctx, self.k_to_act, self._grid(n), _THREADS, dst, out, np.int64(n))
-        ctx.synchronize()  # wc is freed on return
-        return out
-
     def _grid(self, n: int) -> int:
         return (n + _THREADS - 1) // _THREADS
 
-    def _gemm(self, m, n, k, a, lda, b, ldb, c, ldc, beta: float = 0.0):
-        """Column-major C (m x n) = A^T (A stored k x m) @ B (k x n) (+ beta C): the TN case cuBLAS is
-        fastest at."""
+    def _gemm(self, m, n, k, a, lda, b, ldb, c, ldc):
+        """Column-major C (m x n) = A^T (A stored k x m) @ B (k x n): the TN case cuBLAS is fastest at."""
         self.ctx.blas.gemm_raw(True, False, m, n, k, a, self._dt, lda, b, self._dt, ldb, c, self._dt, ldc,
-                               beta=beta, tf32=self.tf32)
-
-    def layer_gemm(self, layer: dict, rows: int, frames: int, buf: _Buffers | None = None) -> None:
-        """Y = the layer's in_layer(taps of h) + cond_layer(cond), biases left to the gate.
-        Unfolded: one GEMM over [taps | cond columns] of XS. Folded: per chunk of frames, Y = A_cond @
-        im2col (column q of that GEMM's output holds rows 32q .. 32q+31 of Y, time-major) and then
-        Y += W_in @ taps, while that chunk of Y is still in L2."""
-        buf = self._buf if buf is None else buf
-        cfg = self.config
-        c2, kc = 2 * cfg.wn_n_channels, cfg.wn_kernel_size * cfg.wn_n_channels
-        if not self.fold:
-            kc += self.packed.n_mel * cfg.n_group
-            self._gemm(c2, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, c2)
-            return
-        esz, ku, P = np.dtype(self.packed.act_dtype).itemsize, self.packed.ku, UPSAMPLE_STRIDE // cfg.n_group
-        assert rows == frames * P
-        for f0 in range(0, frames, self.fold_chunk):
-            nf, r0 = min(self.fold_chunk, frames - f0), f0 * P
-            y = buf.y.ptr + r0 * c2 * esz
-            self._gemm(P * c2, nf, ku, layer["a_cond"].ptr, ku, buf.cols.ptr + f0 * ku * esz, ku, y, P * c2)
-            self._gemm(c2, nf * P, kc, layer["wcat"].ptr, kc, buf.xs.ptr + r0 * buf.ld * esz, buf.ld, y, c2,
-                       beta=1.0)
+                               tf32=self.tf32)
 
     def fused_layer(self, rows: int, bsz: int, layer: dict, n_out: int, acc: DeviceArray, d: int,
                     has_res: bool, row_off: DeviceArray | None = None, buf: _Buffers | None = None) -> None:
@@ -408,20 +330,19 @@ class WaveGlowGpu:
         out.zero()
         chunks = c // self.vec
 
-        # cond: im2col of the mel frames, then (unfolded) one batched GEMM per phase into XS's cond columns
+        # cond: im2col of the mel frames, then one batched GEMM per phase into XS's cond columns
         taps = UPSAMPLE_KERNEL // UPSAMPLE_STRIDE
         launch(ctx, self.k_cols, self._grid(frames * pk.ku), _THREADS, mel, n_mel, f_max, self._frame_off,
                    bsz, taps, buf.cols, pk.ku, frames)
-        if not self.fold:  # folded, the im2col is each layer's first GEMM operand instead
-            blas = ctx.blas
-            cb = blas._cb
-            esz = np.dtype(pk.act_dtype).itemsize
-            m_p = n_mel * g
-            cb.gemm_strided_batched_ex(
-                blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
-                self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0, blas._scalar(0.0),
-                buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf,
-                blas.compute_type(self._dt, self._dt, self._dt, self.tf32), -1)
+        blas = ctx.blas
+        cb = blas._cb
+        esz = np.dtype(pk.act_dtype).itemsize
+        m_p = n_mel * g
+        cb.gemm_strided_batched_ex(
+            blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
+            self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0, blas._scalar(0.0),
+            buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf,
+            blas.compute_type(self._dt, self._dt, self._dt, self.tf32), -1)
 
         # noise in final channel positions
         st_in = buf.state[0]
@@ -437,6 +358,7 @@ class WaveGlowGpu:
         null = np.uint64(0)
         grid_rows = self._grid(rows * chunks)
         gate_grid = min((rows + 7) // 8, 8 * ctx.sm_count)  # grid-stride: weights stay in registers
+        kc = K * c + n_mel * g
         st_out_i, acc_i = 1, 0
         # start of the last flow (the reverse pass begins there)
         f = self.flows[-1]
@@ -447,7 +369,7 @@ class WaveGlowGpu:
             f = self.flows[k]
             n_out = f["n_rem"]  # 2 * n_half outputs
             for i, layer in enumerate(f["layers"]):
-                self.layer_gemm(layer, rows, frames, buf)
+                self._gemm(2 * c, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, 2 * c)
                 if self.fused:
                     self.fused_layer(rows, bsz, layer, n_out, buf.acc[acc_i], 2 ** (i + 1), i < L - 1)
                     continue
