@@ -289,23 +289,47 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
 // latency overlaps the gate math and the MMAs.
 // h: float [T][C], or nullptr: then h lives only as fp16 in XS's centre tap (read there, not
 // written separately; the FP16 engine's cheaper mode).
+//
+// WG_GROUPS 2: the block's warps form two independent groups of 8, each with its own tiles (WG_BM
+// rows), its own As/Ss/Rs/rb and its own named barrier; only Wp is shared (loaded once, one
+// block-wide barrier before the tile loop). The phases of a tile use different units (gate: MUFU and
+// loads; MMAs: tensor cores; epilogue: stores), and with one group per SM half every warp of the
+// block waited at the same barriers and ran the same phase at once; two groups out of step overlap
+// them, as two blocks per SM would if Wp (139 KB) fitted twice.
 #ifndef WG_BM
 #define WG_BM 32
 #endif
+#ifndef WG_GROUPS
+#define WG_GROUPS 1
+#endif
 #define WGF_WARPS 16
 #define WGF_THREADS (WGF_WARPS * 32)
+#define WGF_GW (WGF_WARPS / WG_GROUPS)       // warps per group
+#define WGF_GT (WGF_GW * 32)                 // threads per group
 #define WGF_NT (WG_C / 8 + 2)
 #define WGF_KS (WG_C / 16)
-#define WGF_NTW (WG_C / 8 / WGF_WARPS)       // res n-tiles per warp
+#define WGF_NTW (WG_C / 8 / WGF_GW)          // res n-tiles per warp
 #define WGF_MT (WG_BM / 16)                  // m-tiles per tile
 #define WGF_LDA (WG_C + 8)                   // As row stride (halves): conflict-free ldmatrix
 #define WGF_LDR (WG_C + 8)                   // Rs row stride (floats)
-#define WGF_ITEMS (WG_BM * (WG_C / 8) / WGF_THREADS)  // gate items (row, 8 channels) per thread
-#define WGF_SKW (WGF_KS < WGF_WARPS ? WGF_KS : WGF_WARPS)  // warps holding skip partials
+#define WGF_ITEMS (WG_BM * (WG_C / 8) / WGF_GT)  // gate items (row, 8 channels) per thread
+#define WGF_SKW (WGF_KS < WGF_GW ? WGF_KS : WGF_GW)  // warps holding skip partials
+// one group's shared memory after Wp, in bytes: As | Ss | Rs | rb
+#define WGF_GROUP_SMEM (WG_BM * WGF_LDA * 2 + WGF_SKW * WG_BM * 8 * 4 + WG_BM * WGF_LDR * 4 + 2 * WG_BM * 2 * 4)
 
-#if (WG_C % 128 == 0) && (WG_BM % 16 == 0) && (WG_BM * WG_C / 8) % WGF_THREADS == 0 && WG_G <= 8
+#if (WG_C % 128 == 0) && (WG_BM % 16 == 0) && (WG_BM * WG_C / 8) % WGF_GT == 0 && WG_G <= 8 \
+    && (WG_GROUPS == 1 || WG_GROUPS == 2) && WGF_GT % (WG_C / 8) == 0
 #define WGF_OK 1
 #endif
+
+// the barrier of one group of warps (id 0 is __syncthreads' own)
+__device__ __forceinline__ void wgf_group_sync(int group) {
+    if (WG_GROUPS == 1) {
+        __syncthreads();
+    } else {
+        asm volatile("bar.sync %0, %1;\n" ::"r"(group + 1), "n"(WGF_GT) : "memory");
+    }
+}
 
 __device__ __forceinline__ void wgf_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     asm volatile(
@@ -323,29 +347,33 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
                int n_out, float* __restrict__ acc,
                float* __restrict__ h, __half* __restrict__ XS, int ld, int kernel_size, int d) {
     extern __shared__ __align__(16) unsigned char wgf_smem[];
+    const int group = threadIdx.x / WGF_GT;
     uint2* Wsm = reinterpret_cast<uint2*>(wgf_smem);                                   // [NT][KS][32]
-    __half* As = reinterpret_cast<__half*>(wgf_smem + WGF_NT * WGF_KS * 32 * 8);        // [BM][LDA]
+    unsigned char* gsm = wgf_smem + WGF_NT * WGF_KS * 32 * 8 + group * WGF_GROUP_SMEM;  // this group's
+    __half* As = reinterpret_cast<__half*>(gsm);                                       // [BM][LDA]
     float* Ss = reinterpret_cast<float*>(As + WG_BM * WGF_LDA);                        // [SKW][BM][8]
     float* Rs = Ss + WGF_SKW * WG_BM * 8;                                              // [BM][LDR]
     int* rb = reinterpret_cast<int*>(Rs + WG_BM * WGF_LDR);                            // [2][BM][2]
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    // tid, warp: within the group (a group is the whole block when WG_GROUPS == 1)
+    const int tid = threadIdx.x % WGF_GT, lane = tid & 31, warp = tid >> 5;
     const int gq = lane >> 2, tg = lane & 3;
     const int n_tiles = (n_rows + WG_BM - 1) / WG_BM;
     const int half = kernel_size / 2;
+    const int first_tile = blockIdx.x * WG_GROUPS + group, tile_step = gridDim.x * WG_GROUPS;
 
     // B operand into shared memory (only the skip tiles for the last layer, which has no res)
     {
         const int first = has_res ? 0 : (WG_C / 8) * WGF_KS * 32 / 2;  // in 16-byte units
         const int total = WGF_NT * WGF_KS * 32 / 2;
         const unsigned base = (unsigned)__cvta_generic_to_shared(Wsm);
-        for (int i = first + tid; i < total; i += WGF_THREADS)
+        for (int i = first + (int)threadIdx.x; i < total; i += WGF_THREADS)
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + i * 16),
                          "l"(reinterpret_cast<const uint4*>(Wp) + i));
         asm volatile("cp.async.commit_group;\n" ::);
     }
 
-    // this thread's channels (gate and epilogue) are fixed: chunk = tid % (C/8), WGF_THREADS % (C/8) == 0
+    // this thread's channels (gate and epilogue) are fixed: chunk = tid % (C/8), WGF_GT % (C/8) == 0
     const int gch = (tid % (WG_C / 8)) * 8;
     float gb0[8], gb1[8], bres[8];
 #pragma unroll
@@ -359,7 +387,7 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
     auto load_y = [&](int tile) {
 #pragma unroll
         for (int it = 0; it < WGF_ITEMS; ++it) {
-            const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+            const int r = (tid + it * WGF_GT) / (WG_C / 8);
             const int t = tile * WG_BM + r;
             if (t < n_rows) {
                 ya[it] = __ldcs(reinterpret_cast<const uint4*>(Y + (long)t * 2 * WG_C + gch));
@@ -369,10 +397,15 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
             }
         }
     };
-    if (blockIdx.x < n_tiles) load_y(blockIdx.x);
+    if (first_tile < n_tiles) load_y(first_tile);
+    // Wp must have landed, from every thread's copies, before the first MMA. One group: the first
+    // tile's barrier after cp.async.wait_all does it. Two groups: one block-wide barrier, which every
+    // thread passes exactly once: after its group's first gate (so the copies overlap that gate), or
+    // after the loop in a group that has no tile.
+    bool w_ready = WG_GROUPS == 1;
 
     int parity = 0;
-    for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, parity ^= 1) {
+    for (int tile = first_tile; tile < n_tiles; tile += tile_step, parity ^= 1) {
         const int t0 = tile * WG_BM;
         int* rbp = rb + parity * WG_BM * 2;  // double-buffered: the previous tile's epilogue may still read
         // this tile's acc and h early: their latency overlaps the gate and the MMAs
@@ -385,7 +418,7 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
         if (has_res) {
 #pragma unroll
             for (int it = 0; it < WGF_ITEMS; ++it) {
-                const int t = t0 + (tid + it * WGF_THREADS) / (WG_C / 8);
+                const int t = t0 + (tid + it * WGF_GT) / (WG_C / 8);
                 hraw[it][0] = hraw[it][1] = make_uint4(0, 0, 0, 0);
                 if (t < n_rows) {
                     if (h != nullptr) {
@@ -400,7 +433,7 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
         // ---- gate -> As
 #pragma unroll
         for (int it = 0; it < WGF_ITEMS; ++it) {
-            const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+            const int r = (tid + it * WGF_GT) / (WG_C / 8);
             const __half* pa = reinterpret_cast<const __half*>(&ya[it]);
             const __half* pb = reinterpret_cast<const __half*>(&yb[it]);
             uint4 o;
@@ -421,9 +454,14 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
             }
         }
         // ---- next tile's Y in flight during the MMAs and the epilogue
-        if (tile + gridDim.x < n_tiles) load_y(tile + gridDim.x);
-        asm volatile("cp.async.wait_all;\n" ::);
-        __syncthreads();
+        if (tile + tile_step < n_tiles) load_y(tile + tile_step);
+        if (!w_ready) {
+            asm volatile("cp.async.wait_all;\n" ::);
+            __syncthreads();
+            w_ready = true;
+        }
+        if (WG_GROUPS == 1) asm volatile("cp.async.wait_all;\n" ::);
+        wgf_group_sync(group);
 
         // ---- MMAs: R columns of this warp, and a k-slice of the skip product
         float cr[WGF_MT][WGF_NTW][4];
@@ -440,7 +478,7 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
         const unsigned as_base = (unsigned)__cvta_generic_to_shared(As);
 #pragma unroll 4
         for (int ks = 0; ks < WGF_KS; ++ks) {
-            const bool skip_here = (ks % WGF_WARPS) == warp;
+            const bool skip_here = (ks % WGF_GW) == warp;
             if (!has_res && !skip_here) continue;
             unsigned a[WGF_MT][4];
 #pragma unroll
@@ -490,12 +528,12 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
                     *reinterpret_cast<float2*>(Rs + (r + 8) * WGF_LDR + n) = make_float2(cr[mt][j][2], cr[mt][j][3]);
                 }
         }
-        __syncthreads();
+        wgf_group_sync(group);
         // ---- epilogue by rows (16-byte accesses): h += R + b_res, taps of the next layer (dilation d)
         if (has_res) {
 #pragma unroll
             for (int it = 0; it < WGF_ITEMS; ++it) {
-                const int r = (tid + it * WGF_THREADS) / (WG_C / 8);
+                const int r = (tid + it * WGF_GT) / (WG_C / 8);
                 const int t = t0 + r;
                 if (t >= n_rows) continue;
                 float x[8];
@@ -544,5 +582,6 @@ wg_layer_fused(int n_rows, const int* __restrict__ off, int n_items,
         // after it, by which time every thread has finished this epilogue.
     }
     asm volatile("cp.async.wait_all;\n" ::);  // a block with no tile still retires its copies
+    if (!w_ready) __syncthreads();                // the other group's first-tile barrier
 }
 #endif  // WGF_OK

@@ -154,3 +154,45 @@ def test_demo_voice_engine_compiles(arch):
     requests = B.compile_requests(config, parts, "fp16", arch)
     assert {"WG_C": 128}.items() <= next(r["defines"] for r in requests if r["sources"] == ["waveglow.cu"]).items()
     assert all(len(m["cubin"]) > 1000 for m in B.compile_modules(requests, arch))
+
+
+@pytest.mark.parametrize("arch,channels,want", [
+    ("sm_90", 256, (True, 2, 16)), ("sm_90", 128, (True, 2, 16)),
+    ("sm_80", 256, (False, None, None)), ("sm_80", 128, (True, 2, 16)),
+    ("sm_86", 256, (False, None, None)), ("sm_89", 128, (True, 2, 16)),
+    ("sm_75", 128, (False, None, None)), ("sm_99", 128, (False, None, None)),  # 64 KiB; unknown: 48 KiB
+])
+def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, want):
+    """wg_layer_fused keeps W_res in shared memory: 199 KB at NVIDIA's 256 channels, 70 KB at the
+    demo voice's 128. Where a block may not have that much (A100: 163 KB, GeForce: 99 KB), the
+    engine plans the unfused path instead of a kernel that would fail to launch; the kernels it
+    compiles follow the plan."""
+    from tts_desktop.engine import build as B
+    from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu, fused_smem_bytes
+    from tts_desktop.model.config import WaveGlowConfig
+    from tts_desktop.model.random_voice import random_voice
+
+    cfg = WaveGlowConfig(n_flows=2, wn_n_layers=2, wn_n_channels=channels)
+    _, _, w = random_voice(waveglow=cfg, seed=0)
+    ctx = B._PlanContext(arch)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True))
+    fused, groups, rows = want
+    assert wg.fused is fused
+    defines = ctx.requests[-1]["defines"]
+    if fused:
+        assert (wg.fused_groups, wg.fused_rows) == (groups, rows)
+        assert wg.fused_smem == fused_smem_bytes(channels, rows, groups) <= ctx.max_shared_per_block
+        assert defines["WG_GROUPS"] == groups and defines["WG_BM"] == rows
+    else:
+        assert "WG_BM" not in defines and "WG_GROUPS" not in defines
+        with pytest.raises(ValueError, match="shared memory"):
+            WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True)
+
+
+def test_fused_waveglow_layer_shapes_and_sizes():
+    from tts_desktop.engine.waveglow import fused_shape_ok, fused_smem_bytes
+
+    assert fused_smem_bytes(256, 16, 2) == 198_656 and fused_smem_bytes(256, 32, 1) == 206_848
+    assert fused_smem_bytes(128, 16, 2) == fused_smem_bytes(128, 32, 1) == 71_680
+    assert fused_shape_ok(256, 16, 2) and fused_shape_ok(256, 32, 1) and fused_shape_ok(128, 16, 2)
+    assert not fused_shape_ok(256, 24, 1) and not fused_shape_ok(128, 16, 1)  # 16 x 16 items over 512 threads

@@ -83,9 +83,9 @@ def main() -> int:
     c = cfg.wn_n_channels
     flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
     variants = [  # (name, fp16, WaveGlowGpu kwargs)
-        ("FP16 fused, h fp16", True, dict(fused=True, h_half=True)),
+        ("FP16 fused, h fp16, 2 groups x 16 rows (default)", True, dict(fused=True)),
+        ("FP16 fused, h fp16, 1 group x 32 rows", True, dict(fused=True, fused_groups=1)),
         ("FP16 fused, h fp32", True, dict(fused=True, h_half=False)),
-        ("FP16 fused, h fp16, 16-row tiles", True, dict(fused=True, h_half=True, fused_rows=16)),
         ("FP16 unfused (gate/res GEMM/residual)", True, dict(fused=False)),
         ("FP32", False, {}),
         ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
@@ -122,18 +122,24 @@ def main() -> int:
             wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # back to the batch-1 scratch
         del g
     # per-op breakdown at batch 1 (each op alone, 20 back-to-back launches per timing)
-    wf, wu = by_name["FP16 fused, h fp16"], by_name["FP16 unfused (gate/res GEMM/residual)"]
+    wf, wu = by_name["FP16 fused, h fp16, 2 groups x 16 rows (default)"], by_name["FP16 unfused (gate/res GEMM/residual)"]
     kc = 3 * c + 640
     lf, lu = wf.flows[0]["layers"][0], wu.flows[0]["layers"][0]
     bf, bu = wf._buf, wu._buf
     wh = by_name["FP16 fused, h fp32"]
+    w1 = by_name["FP16 fused, h fp16, 1 group x 32 rows"]
     ops = {
         "GEMM [taps|cond] 512x1408": lambda: wu._gemm(2 * c, T, kc, lu["wcat"].ptr, kc, bu.xs.ptr, bu.ld,
                                                       bu.y.ptr, 2 * c),
-        "fused gate+res+residual, h fp16": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, True),
-        "fused gate+res+residual, h fp32": lambda: wh.fused_layer(T, 1, wh.flows[0]["layers"][0], 4,
-                                                                  wh._buf.acc[0], 2, True),
-        "fused, last layer (gate+skip only)": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, False),
+        "fused gate+res+residual, h fp16, 2 groups": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, True),
+        "fused, h fp16, 2 groups, last layer (gate+skip only)": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2,
+                                                                                       False),
+        "fused gate+res+residual, h fp32, 2 groups": lambda: wh.fused_layer(T, 1, wh.flows[0]["layers"][0], 4,
+                                                                            wh._buf.acc[0], 2, True),
+        "fused gate+res+residual, h fp16, 1 group": lambda: w1.fused_layer(T, 1, w1.flows[0]["layers"][0], 4,
+                                                                           w1._buf.acc[0], 2, True),
+        "fused, h fp16, 1 group, last layer": lambda: w1.fused_layer(T, 1, w1.flows[0]["layers"][0], 4,
+                                                                     w1._buf.acc[0], 2, False),
         "unfused: GEMM res 256x256": lambda: wu._gemm(c, T, c, lu["w_res"].ptr, c, bu.a.ptr, c, bu.r.ptr, c),
         "unfused: gate kernel": lambda: launch(ctx, wu.k_gate, min((T + 7) // 8, 8 * ctx.sm_count), 256, T, bu.y,
                                                lu["gate_b"], bu.a, lu["w_es"], 4, bu.acc[0]),

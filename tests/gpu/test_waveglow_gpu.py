@@ -191,15 +191,19 @@ def test_residual_kernel_writes_every_tap(ctx, full, fp16):
     assert rel_l2(got, ref.astype(act)) < 1e-6
 
 
+@pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("net", ["full", "demo"])
 @pytest.mark.parametrize("h_half,has_res,grid", [(False, True, 5), (True, True, 7), (True, False, 3),
                                                   (False, True, 132)])
-def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid):
+def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups):
     """wg_layer_fused (FP16 engine): gate -> res GEMM -> h += res + b, taps into XS, skip share into
     acc, ragged items, a row count that is no multiple of the tile, few blocks (grid-stride and the
-    next-tile prefetch) and many; at 256 channels (NVIDIA's) and 128 (the demo voice's)."""
+    next-tile prefetch) and many; at 256 channels (NVIDIA's) and 128 (the demo voice's); one group of
+    16 warps per block (32-row tiles) or two independent groups of 8 (16-row tiles each)."""
     cfg, w, _ = request.getfixturevalue(net)
-    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half,
+                     fused_groups=groups)
+    assert wg.fused_groups == groups and wg.fused_rows == 32 // groups
     rng = np.random.default_rng(6)
     c, g, K, d, n_out = cfg.wn_n_channels, cfg.n_group, cfg.wn_kernel_size, 16, 6
     seg = [70, 3, 200, 1, 727]
@@ -280,8 +284,10 @@ def _ragged_case(full, batch):
 def test_full_waveglow_ragged_given_z(ctx, full, batch):
     cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     errs = {}
-    # FP32; FP16 as run by default (fused layer, h kept fp16); FP16 fused with h float32
-    for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False))):
+    # FP32; FP16 as run by default (fused layer in two groups of warps, h kept fp16); FP16 fused with
+    # h float32; FP16 fused in one group of 16 warps
+    for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False)),
+                          ("g1", True, dict(fused_groups=1))):
         wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
         out.poison()
@@ -291,10 +297,11 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
         for b, n in enumerate(lengths):
             assert not got[b, n * 256:].any(), "samples past an item's length must be zero"
     print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
-          f"fp16 (h fp32) {errs['h32']:.2e}")
+          f"fp16 (h fp32) {errs['h32']:.2e} fp16 (1 group) {errs['g1']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
     assert errs["h32"] < FP16_TOL
+    assert errs["g1"] < FP16_TOL
 
 
 def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
@@ -313,14 +320,14 @@ def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
     assert rel_l2(z0, ref_model.infer(mel, sigma=0.0, lengths=lengths)) < FP32_TOL
 
 
-@pytest.mark.parametrize("h_half", [True, False])
-def test_fp16_fused_is_reproducible(ctx, full, h_half):
+@pytest.mark.parametrize("h_half,groups", [(True, 1), (False, 1), (True, 2)])
+def test_fp16_fused_is_reproducible(ctx, full, h_half, groups):
     """Same input, same bits (the fused kernel reduces its skip partials in a fixed order)."""
     cfg, w, _ = full
     rng = np.random.default_rng(7)
     lengths = [6, 3]
     mel = ctx.to_device(_padded_mel(rng, lengths))
-    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half, fused_groups=groups)
     assert wg.fused
     a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()

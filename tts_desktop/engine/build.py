@@ -55,6 +55,7 @@ from .compile import compile_cuda, kernel_source_hash
 from .conv1d import ConvLayer
 from .encoder import PackedEncoder
 from .postnet import PackedPostnet
+from .runtime import max_shared_per_block
 from .waveglow import PackedWaveGlow
 
 FORMAT = 1
@@ -355,6 +356,7 @@ class _PlanContext:
         if not m:
             raise ValueError(f"arch must look like 'sm_90', got {arch!r}")
         self.cc = (int(m.group(1)), int(m.group(2)))
+        self.max_shared_per_block = max_shared_per_block(self.cc)
         self.requests: list[dict[str, Any]] = []
 
     def compile(self, sources, defines=None, name_expressions=(), arch=None):

@@ -261,6 +261,20 @@ class Timer:
         self.ms = float(end - self._start)
 
 
+# The most dynamic shared memory one block may opt into, per compute capability (CUDA C Programming
+# Guide, "Technical Specifications per Compute Capability"). GpuContext reads its device's own
+# figure; this table stands in where there is no device (an engine planned on the host, or
+# `doctor --arch`), so both choose the same kernels. Unknown architectures get the 48 KiB every
+# GPU allows without opting in.
+MAX_SHARED_PER_BLOCK = {(7, 0): 96 * 1024, (7, 5): 64 * 1024, (8, 0): 163 * 1024, (8, 6): 99 * 1024,
+                        (8, 7): 163 * 1024, (8, 9): 99 * 1024, (9, 0): 227 * 1024, (10, 0): 227 * 1024,
+                        (12, 0): 99 * 1024}
+
+
+def max_shared_per_block(cc: tuple[int, int]) -> int:
+    return MAX_SHARED_PER_BLOCK.get(tuple(cc), 48 * 1024)
+
+
 class GpuContext:
     """One GPU, one stream. Create once per process (cheap to share between pipelines)."""
 
@@ -280,6 +294,7 @@ class GpuContext:
         self.props = self.device.properties
         self.sm_count = int(self.props.multiprocessor_count)
         self.l2_bytes = int(self.props.l2_cache_size)
+        self.max_shared_per_block = int(self.props.max_shared_memory_per_block_optin)
         self._modules: dict[tuple, Module] = {}
         self._lock = threading.Lock()
         self.bytes_in_use = 0

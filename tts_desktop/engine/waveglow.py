@@ -77,6 +77,24 @@ def noise_channel_order(config: WaveGlowConfig) -> np.ndarray:
 FUSED_WARPS = 16  # kernels/waveglow.cu WGF_WARPS
 
 
+def fused_shape_ok(c: int, rows: int, groups: int) -> bool:
+    """wg_layer_fused's tile rules: a tile's gate items (row, 8 channels) split evenly over a
+    group's threads, and each thread keeps the same 8 channels from tile to tile."""
+    threads = 32 * FUSED_WARPS // groups
+    return rows % 16 == 0 and (rows * c // 8) % threads == 0 and threads % (c // 8) == 0
+
+
+def fused_smem_bytes(c: int, rows: int, groups: int) -> int:
+    """Dynamic shared memory of wg_layer_fused (kernels/waveglow.cu): Wp, then per group As | Ss | Rs | rb.
+    At 256 channels: 199 KB in two groups of 16 rows, 202 KB in one of 32; at 128: 70 KB either way.
+    So NVIDIA's 256-channel WaveGlow fuses only where a block may have ~200 KB (sm_90, sm_100);
+    A100 (163 KB) and the GeForce cards (99 KB) take the unfused path for it."""
+    ks = c // 16
+    w = (c // 8 + 2) * ks * 32 * 8
+    per_group = rows * (c + 8) * 2 + min(ks, FUSED_WARPS // groups) * rows * 8 * 4 + rows * (c + 8) * 4 + 2 * rows * 2 * 4
+    return w + groups * per_group
+
+
 def fused_supported(config: WaveGlowConfig) -> bool:
     """wg_layer_fused's shapes: 16 warps own C/16 columns each (whole n-tiles), the skip product is
     one 8-column n-tile, and W_res (C x C fp16) must fit in shared memory."""
@@ -201,11 +219,16 @@ class WaveGlowGpu:
     without synchronising, so stages chain on the device (and can be captured in a CUDA graph)."""
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
-                 h_half: bool = True, fused_rows: int = 32, tf32: bool = False):
+                 h_half: bool = True, fused_rows: int | None = None, fused_groups: int | None = None,
+                 tf32: bool = False):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
-        than a float32 buffer. fused_rows: rows per tile of the fused kernel (16 or 32).
+        than a float32 buffer. fused_groups: 2 independent groups of 8 warps per block, each with its
+        own tiles and barriers (kernels/waveglow.cu, WG_GROUPS), or 1 group of 16; default: 2 where
+        the GPU's shared memory allows it, else 1. fused_rows: rows per tile of the fused kernel (16
+        or 32; default 16 with two groups, 32 with one). With fused=None the unfused path is taken
+        where no fused shape fits the GPU's shared memory.
         tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc)."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
@@ -217,18 +240,28 @@ class WaveGlowGpu:
         can_fuse = packed.fp16 and fused_supported(cfg) and packed.flows[0]["layers"][0].get("w_frag") is not None
         if fused and not can_fuse:
             raise ValueError("the fused WN layer needs the FP16 engine, 128 or 256 channels and n_group <= 8")
-        self.fused_rows = int(fused_rows)
-        if self.fused_rows % 16 or (self.fused_rows * c // 8) % (32 * FUSED_WARPS):
-            can_fuse = False  # a tile's gate items must split evenly over the block's 512 threads
-        if fused and not can_fuse:
-            raise ValueError(f"the fused WN layer does not support {c} channels with {self.fused_rows}-row tiles")
-        self.fused = can_fuse if fused is None else bool(fused)
+        if fused_groups not in (None, 1, 2):
+            raise ValueError("fused_groups must be 1 or 2")
+        # shapes to try, best first: two groups of 16-row tiles, else one of 32 (or what was asked);
+        # the first whose shared memory this GPU allows wins, else the unfused path
+        shapes = [(g, fused_rows or (32 if g == 1 else 16)) for g in ((2, 1) if fused_groups is None else (fused_groups,))]
+        limit = ctx.max_shared_per_block
+        fits = [(g, bm) for g, bm in shapes if can_fuse and fused_shape_ok(c, bm, g) and fused_smem_bytes(c, bm, g) <= limit]
+        self.fused_groups, self.fused_rows = fits[0] if fits else shapes[0]
+        self.fused_smem = fused_smem_bytes(c, self.fused_rows, self.fused_groups)
+        if fused and not fits:
+            raise ValueError(f"the fused WN layer does not fit {c} channels in {self.fused_rows}-row tiles x "
+                             f"{self.fused_groups} group(s): {self.fused_smem} bytes of shared memory, this GPU "
+                             f"allows {limit}")
+        self.fused = bool(fits) if fused is None else bool(fused)
         self.h_half = bool(h_half) and self.fused
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
             defines["ACT_HALF"] = 1
         if self.fused:
             defines["WG_BM"] = self.fused_rows
+            if self.fused_groups > 1:
+                defines["WG_GROUPS"] = self.fused_groups
         self.mod = ctx.compile(["waveglow.cu"], defines)
         self.k_cols = self.mod.kernel("wg_upsample_cols")
         self.k_noise = self.mod.kernel("wg_noise")
@@ -236,9 +269,6 @@ class WaveGlowGpu:
         self.k_gate = self.mod.kernel("wg_gate")
         self.k_res = self.mod.kernel("wg_residual")
         self.k_fused = self.mod.kernel("wg_layer_fused") if self.fused else None
-        bm = self.fused_rows
-        self.fused_smem = ((c // 8 + 2) * (c // 16) * 32 * 8 + bm * (c + 8) * 2 + min(c // 16, 16) * bm * 8 * 4
-                           + bm * (c + 8) * 4 + 2 * bm * 2 * 4)  # kernels/waveglow.cu: Wp | As | Ss | Rs | rb
         up = ctx.to_device(packed.up_w)
         self.up_w = up
         self.flows = []
@@ -287,7 +317,8 @@ class WaveGlowGpu:
         buf = self._buf if buf is None else buf
         row_off = self._row_off if row_off is None else row_off
         tiles = (rows + self.fused_rows - 1) // self.fused_rows
-        launch(self.ctx, self.k_fused, min(tiles, self.ctx.sm_count), 512, rows, row_off, bsz, buf.y,
+        blocks = (tiles + self.fused_groups - 1) // self.fused_groups
+        launch(self.ctx, self.k_fused, min(blocks, self.ctx.sm_count), 512, rows, row_off, bsz, buf.y,
                layer["gate_b"], layer["w_frag"], layer["b_res"] if has_res else layer["gate_b"], int(has_res),
                n_out, acc, np.uint64(0) if self.h_half else buf.h, buf.xs, buf.ld, self.config.wn_kernel_size, d,
                shmem=self.fused_smem)
