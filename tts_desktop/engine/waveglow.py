@@ -8,7 +8,8 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
 - upsample: one strided-batched GEMM straight into the cond columns (no overlap-add pass);
 - per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
   cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway. The
-  FP16 engine (256 or 128 channels) does gate -> res GEMM -> residual in one kernel, wg_layer_fused;
+  FP16 engine (256 or 128 channels, where the GPU's shared memory allows) does gate -> res GEMM ->
+  residual in one kernel, wg_layer_fused;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
@@ -96,8 +97,9 @@ def fused_smem_bytes(c: int, rows: int, groups: int) -> int:
 
 
 def fused_supported(config: WaveGlowConfig) -> bool:
-    """wg_layer_fused's shapes: 16 warps own C/16 columns each (whole n-tiles), the skip product is
-    one 8-column n-tile, and W_res (C x C fp16) must fit in shared memory."""
+    """wg_layer_fused's shapes: a group's 8 or 16 warps own C/8 or C/16 columns each (whole n-tiles),
+    the skip product is one 8-column n-tile, n_group <= 8. Whether W_res (C x C fp16) and the
+    tiles then fit this GPU's shared memory is fused_smem_bytes' question (WaveGlowGpu)."""
     c = config.wn_n_channels
     return c % 128 == 0 and c <= 256 and config.n_group <= 8
 
