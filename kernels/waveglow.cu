@@ -284,8 +284,8 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
 // this and picks the shape the GPU's per-block limit allows (only sm_90/sm_100 fit C = 256).
 // Per tile: Y rows -> acts (fp32 math, SFU tanh) -> As (fp16, shared) ; sync ; warp w of the group's
 // W warps computes columns [w*C/W, (w+1)*C/W) of R for all WG_BM rows (ldmatrix A, mma.sync) and
-// a k-slice of the skip product ; R and the skip partials to shared memory ; sync ; epilogue by rows with 16-byte
-// accesses (as wg_residual): h += R + b_res, h stored and its K dilated taps scattered into XS
+// a k-slice of the skip product ; R and the skip partials to shared memory ; sync ; epilogue by
+// rows with 16-byte accesses (as wg_residual): h += R + b_res, h stored and its K dilated taps scattered into XS
 // (fp16); skip partials summed in a fixed order (bitwise reproducible) and added to acc.
 // This tile's h and acc and the next tile's Y are loaded before the first barrier, so their
 // latency overlaps the gate math and the MMAs.
@@ -293,8 +293,8 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
 // written separately; the FP16 engine's cheaper mode).
 //
 // WG_GROUPS 2: the block's warps form two independent groups of 8, each with its own tiles (WG_BM
-// rows), its own As/Ss/Rs/rb and its own named barrier; only Wp is shared (loaded once, one
-// block-wide barrier before the tile loop). The phases of a tile use different units (gate: MUFU and
+// rows), its own As/Ss/Rs/rb and its own named barrier; only Wp is shared (loaded once; one
+// block-wide barrier, after each group's first gate, makes it visible to both). The phases of a tile use different units (gate: MUFU and
 // loads; MMAs: tensor cores; epilogue: stores), and with one group per SM half every warp of the
 // block waited at the same barriers and ran the same phase at once; two groups out of step overlap
 // them, as two blocks per SM would if Wp (139 KB) fitted twice.
