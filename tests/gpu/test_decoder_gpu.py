@@ -122,8 +122,7 @@ def test_kernels_one_step(ctx, cfg, precision, B):
     p, mem = _plan_with_state(dec, cfg, B, T_in, rng, lengths)
     if precision == "fp16":
         mem = mem.astype(np.float16).astype(np.float32)
-    R, D, E, P, A = (cfg.attention_rnn_dim, cfg.decoder_rnn_dim, cfg.encoder_embedding_dim, cfg.prenet_dim,
-                     cfg.attention_dim)
+    R, D, E, P = cfg.attention_rnn_dim, cfg.decoder_rnn_dim, cfg.encoder_embedding_dim, cfg.prenet_dim
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     s = p.s
 
