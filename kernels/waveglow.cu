@@ -279,8 +279,8 @@ extern "C" __global__ void wg_residual(int n_rows, const int* __restrict__ off, 
 //   n-tiles 0..C/8-1: W_res (out x in); C/8: hi = fp16(W_end W_skip_i), C/8+1: lo = fp16(rest), so
 //   the skip product keeps ~fp32 weights (the acts are the fp16 values the res GEMM uses too).
 // Shared memory: Wp (NT*KS*256 B) | per group of warps: As [BM][C+8] half | Ss [min(KS,warps)][BM][8]
-// float | Rs [BM][C+8] float | rb [2][BM][2] int (202 KB at C = 256 in one group of 32-row tiles,
-// 199 KB in two of 16; 70 KB at C = 128). tts_desktop/engine/waveglow.py, fused_smem_bytes, mirrors
+// float | Rs [BM][C+8] float | rb [2][BM][2] int (202 KiB at C = 256 in one group of 32-row tiles,
+// 194 KiB in two of 16; 70 KiB at C = 128). tts_desktop/engine/waveglow.py, fused_smem_bytes, mirrors
 // this and picks the shape the GPU's per-block limit allows (only sm_90/sm_100 fit C = 256).
 // Per tile: Y rows -> acts (fp32 math, SFU tanh) -> As (fp16, shared) ; sync ; warp w of the group's
 // W warps computes columns [w*C/W, (w+1)*C/W) of R for all WG_BM rows (ldmatrix A, mma.sync) and

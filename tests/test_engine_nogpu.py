@@ -60,6 +60,10 @@ def test_doctor_report_compiles_every_kernel():
     assert "decoder.cu" in text and "result" in text
     ok, _ = gpu_status()
     assert rep["gpu"]["ok"] == ok
+    # which WaveGlow layer the FP16 engine will run there (an A100 blocks have 163 KiB)
+    wf = rep["waveglow_fused"]
+    assert wf["limit"] == 163 * 1024 and "needs" in wf["256"] and wf["128"]["groups"] == 2
+    assert "256 channels (NVIDIA) unfused" in text and "128 channels (demo voice) fused" in text
 
 
 def test_unsupported_dimensions_give_a_one_line_reason():
@@ -163,7 +167,7 @@ def test_demo_voice_engine_compiles(arch):
     ("sm_75", 128, (False, None, None)), ("sm_99", 128, (False, None, None)),  # 64 KiB; unknown: 48 KiB
 ])
 def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, want):
-    """wg_layer_fused keeps W_res in shared memory: 199 KB at NVIDIA's 256 channels, 70 KB at the
+    """wg_layer_fused keeps W_res in shared memory: 194 KiB at NVIDIA's 256 channels, 70 KiB at the
     demo voice's 128. Where a block may not have that much (A100: 163 KB, GeForce: 99 KB), the
     engine plans the unfused path instead of a kernel that would fail to launch; the kernels it
     compiles follow the plan."""

@@ -51,6 +51,8 @@ def _gpu_info() -> dict[str, Any]:
         info["memory_bytes"] = int(_check(driver.cuDeviceTotalMem(dev)))
         info["sm_count"] = int(_check(driver.cuDeviceGetAttribute(A.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev)))
         info["l2_bytes"] = int(_check(driver.cuDeviceGetAttribute(A.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev)))
+        info["max_shared_per_block"] = int(_check(driver.cuDeviceGetAttribute(
+            A.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev)))
         v = int(_check(driver.cuDriverGetVersion()))
         info["driver_cuda"] = f"{v // 1000}.{(v % 1000) // 10}"
     except Exception as e:  # noqa: BLE001
@@ -132,8 +134,31 @@ def doctor_report(arch: str | None = None) -> dict[str, Any]:
         rep["kernels"] = _compile_all(target)
     except Exception as e:  # noqa: BLE001
         rep["kernels"] = [{"kernel": "*", "ok": False, "error": f"{type(e).__name__}: {e}"}]
+    rep["waveglow_fused"] = _waveglow_paths(target, rep["gpu"])
     rep["ok"] = bool(rep["kernels"]) and all(k["ok"] for k in rep["kernels"])
     return rep
+
+
+def _waveglow_paths(arch: str, gpu: dict[str, Any]) -> dict[str, Any]:
+    """Whether the FP16 engine's fused WaveGlow layer fits this GPU's (or, for another `arch`, that
+    architecture's) shared memory per block, at NVIDIA's 256 channels and the demo voice's 128:
+    where it does not, the engine runs the unfused layer (slower, same results)."""
+    import re
+
+    from .runtime import max_shared_per_block
+    from .waveglow import fused_shape, fused_smem_bytes
+
+    if gpu.get("ok") and gpu.get("arch") == arch and gpu.get("max_shared_per_block"):
+        limit, source = int(gpu["max_shared_per_block"]), "this GPU"
+    else:
+        m = re.fullmatch(r"sm_(\d+)(\d)[a-z]?", arch)
+        limit, source = (max_shared_per_block((int(m.group(1)), int(m.group(2)))) if m else 48 * 1024), arch
+    out: dict[str, Any] = {"limit": limit, "source": source}
+    for c in (256, 128):
+        shape = fused_shape(c, limit)
+        out[str(c)] = ({"groups": shape[0], "rows": shape[1], "bytes": fused_smem_bytes(c, shape[1], shape[0])}
+                       if shape else {"needs": min(fused_smem_bytes(c, 16, 2), fused_smem_bytes(c, 32, 1))})
+    return out
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -166,5 +191,14 @@ def format_report(rep: dict[str, Any]) -> str:
             lines.append(f"  ok      {k['kernel']:<28} {k['cubin_bytes']:>8} B  {k['seconds']:.2f} s")
         else:
             lines.append(f"  FAILED  {k['kernel']:<28} {k['error']}")
+    wf = rep.get("waveglow_fused")
+    if wf:
+        def path(c: str, who: str) -> str:
+            p = wf[c]
+            if "groups" in p:
+                return f"{c} channels ({who}) fused, {p['groups']} group(s) x {p['rows']} rows, {p['bytes'] >> 10} KiB"
+            return f"{c} channels ({who}) unfused (the fused layer needs {p['needs'] >> 10} KiB)"
+        lines.append(f"waveglow      FP16 layer, {wf['limit'] >> 10} KiB shared memory per block ({wf['source']}): "
+                     f"{path('256', 'NVIDIA')}; {path('128', 'demo voice')}")
     lines.append("result        " + ("OK" if rep.get("ok") else "FAILED"))
     return "\n".join(lines)

@@ -87,13 +87,24 @@ def fused_shape_ok(c: int, rows: int, groups: int) -> bool:
 
 def fused_smem_bytes(c: int, rows: int, groups: int) -> int:
     """Dynamic shared memory of wg_layer_fused (kernels/waveglow.cu): Wp, then per group As | Ss | Rs | rb.
-    At 256 channels: 199 KB in two groups of 16 rows, 202 KB in one of 32; at 128: 70 KB either way.
+    At 256 channels: 194 KiB in two groups of 16 rows, 202 KiB in one of 32; at 128: 70 KiB either way.
     So NVIDIA's 256-channel WaveGlow fuses only where a block may have ~200 KB (sm_90, sm_100);
     A100 (163 KB) and the GeForce cards (99 KB) take the unfused path for it."""
     ks = c // 16
     w = (c // 8 + 2) * ks * 32 * 8
     per_group = rows * (c + 8) * 2 + min(ks, FUSED_WARPS // groups) * rows * 8 * 4 + rows * (c + 8) * 4 + 2 * rows * 2 * 4
     return w + groups * per_group
+
+
+def fused_shape(c: int, limit: int, groups: int | None = None, rows: int | None = None) -> tuple[int, int] | None:
+    """(groups, rows per tile) for wg_layer_fused at C = c channels on a GPU whose blocks may have
+    `limit` bytes of shared memory: two groups of 16-row tiles where that fits, else one of 32 (or
+    only the groups / rows asked for); None where no shape fits (the engine then runs unfused)."""
+    for g in (2, 1) if groups is None else (groups,):
+        bm = rows or (32 if g == 1 else 16)
+        if fused_shape_ok(c, bm, g) and fused_smem_bytes(c, bm, g) <= limit:
+            return g, bm
+    return None
 
 
 def fused_supported(config: WaveGlowConfig) -> bool:
@@ -244,18 +255,16 @@ class WaveGlowGpu:
             raise ValueError("the fused WN layer needs the FP16 engine, 128 or 256 channels and n_group <= 8")
         if fused_groups not in (None, 1, 2):
             raise ValueError("fused_groups must be 1 or 2")
-        # shapes to try, best first: two groups of 16-row tiles, else one of 32 (or what was asked);
-        # the first whose shared memory this GPU allows wins, else the unfused path
-        shapes = [(g, fused_rows or (32 if g == 1 else 16)) for g in ((2, 1) if fused_groups is None else (fused_groups,))]
         limit = ctx.max_shared_per_block
-        fits = [(g, bm) for g, bm in shapes if can_fuse and fused_shape_ok(c, bm, g) and fused_smem_bytes(c, bm, g) <= limit]
-        self.fused_groups, self.fused_rows = fits[0] if fits else shapes[0]
+        shape = fused_shape(c, limit, fused_groups, fused_rows) if can_fuse else None
+        g = fused_groups or 2
+        self.fused_groups, self.fused_rows = shape or (g, fused_rows or (32 if g == 1 else 16))
         self.fused_smem = fused_smem_bytes(c, self.fused_rows, self.fused_groups)
-        if fused and not fits:
+        if fused and shape is None:
             raise ValueError(f"the fused WN layer does not fit {c} channels in {self.fused_rows}-row tiles x "
                              f"{self.fused_groups} group(s): {self.fused_smem} bytes of shared memory, this GPU "
                              f"allows {limit}")
-        self.fused = bool(fits) if fused is None else bool(fused)
+        self.fused = shape is not None if fused is None else bool(fused)
         self.h_half = bool(h_half) and self.fused
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
