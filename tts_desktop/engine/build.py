@@ -55,7 +55,7 @@ from .compile import compile_cuda, kernel_source_hash
 from .conv1d import ConvLayer
 from .encoder import PackedEncoder
 from .postnet import PackedPostnet
-from .runtime import max_shared_per_block
+from .runtime import arch_cc, max_shared_per_block
 from .waveglow import PackedWaveGlow
 
 FORMAT = 1
@@ -352,10 +352,7 @@ class _PlanContext:
 
     def __init__(self, arch: str) -> None:
         self.arch = arch  # what the stages may ask the GPU (e.g. whether to use sm_90 features)
-        m = re.fullmatch(r"sm_(\d+)(\d)[a-z]?", arch)
-        if not m:
-            raise ValueError(f"arch must look like 'sm_90', got {arch!r}")
-        self.cc = (int(m.group(1)), int(m.group(2)))
+        self.cc = arch_cc(arch)
         self.max_shared_per_block = max_shared_per_block(self.cc)
         self.requests: list[dict[str, Any]] = []
 

@@ -143,21 +143,22 @@ def _waveglow_paths(arch: str, gpu: dict[str, Any]) -> dict[str, Any]:
     """Whether the FP16 engine's fused WaveGlow layer fits this GPU's (or, for another `arch`, that
     architecture's) shared memory per block, at NVIDIA's 256 channels and the demo voice's 128:
     where it does not, the engine runs the unfused layer (slower, same results)."""
-    import re
-
-    from .runtime import max_shared_per_block
-    from .waveglow import fused_shape, fused_smem_bytes
+    from .runtime import arch_cc, max_shared_per_block
+    from .waveglow import FUSED_SHAPES, fused_shape, fused_smem_bytes
 
     if gpu.get("ok") and gpu.get("arch") == arch and gpu.get("max_shared_per_block"):
         limit, source = int(gpu["max_shared_per_block"]), "this GPU"
     else:
-        m = re.fullmatch(r"sm_(\d+)(\d)[a-z]?", arch)
-        limit, source = (max_shared_per_block((int(m.group(1)), int(m.group(2)))) if m else 48 * 1024), arch
+        try:
+            limit = max_shared_per_block(arch_cc(arch))
+        except ValueError:  # not an sm_XY name: its kernels fail to compile above, and this says 48 KiB
+            limit = 48 * 1024
+        source = arch
     out: dict[str, Any] = {"limit": limit, "source": source}
     for c in (256, 128):
         shape = fused_shape(c, limit)
         out[str(c)] = ({"groups": shape[0], "rows": shape[1], "bytes": fused_smem_bytes(c, shape[1], shape[0])}
-                       if shape else {"needs": min(fused_smem_bytes(c, 16, 2), fused_smem_bytes(c, 32, 1))})
+                       if shape else {"needs": min(fused_smem_bytes(c, bm, g) for g, bm in FUSED_SHAPES)})
     return out
 
 

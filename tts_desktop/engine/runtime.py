@@ -11,6 +11,7 @@ with no driver, no GPU or no cuda-python at all.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,14 @@ MAX_SHARED_PER_BLOCK = {(7, 0): 96 * 1024, (7, 5): 64 * 1024, (8, 0): 163 * 1024
 
 def max_shared_per_block(cc: tuple[int, int]) -> int:
     return MAX_SHARED_PER_BLOCK.get(tuple(cc), 48 * 1024)
+
+
+def arch_cc(arch: str) -> tuple[int, int]:
+    """'sm_90' (or 'sm_90a') -> (9, 0); ValueError for anything else."""
+    m = re.fullmatch(r"sm_(\d+)(\d)[a-z]?", arch)
+    if not m:
+        raise ValueError(f"arch must look like 'sm_90', got {arch!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 class GpuContext:

@@ -96,12 +96,20 @@ def fused_smem_bytes(c: int, rows: int, groups: int) -> int:
     return w + groups * per_group
 
 
+# wg_layer_fused's shapes, best first: (groups of warps, rows per tile)
+FUSED_SHAPES = ((2, 16), (1, 32))
+
+
+def fused_candidates(groups: int | None = None, rows: int | None = None) -> list[tuple[int, int]]:
+    """FUSED_SHAPES narrowed to the groups asked for, with the rows asked for (else each shape's)."""
+    return [(g, rows or bm) for g, bm in FUSED_SHAPES if groups in (None, g)]
+
+
 def fused_shape(c: int, limit: int, groups: int | None = None, rows: int | None = None) -> tuple[int, int] | None:
     """(groups, rows per tile) for wg_layer_fused at C = c channels on a GPU whose blocks may have
-    `limit` bytes of shared memory: two groups of 16-row tiles where that fits, else one of 32 (or
-    only the groups / rows asked for); None where no shape fits (the engine then runs unfused)."""
-    for g in (2, 1) if groups is None else (groups,):
-        bm = rows or (32 if g == 1 else 16)
+    `limit` bytes of shared memory: the first of fused_candidates that fits; None where none does
+    (the engine then runs unfused)."""
+    for g, bm in fused_candidates(groups, rows):
         if fused_shape_ok(c, bm, g) and fused_smem_bytes(c, bm, g) <= limit:
             return g, bm
     return None
@@ -253,12 +261,11 @@ class WaveGlowGpu:
         can_fuse = packed.fp16 and fused_supported(cfg) and packed.flows[0]["layers"][0].get("w_frag") is not None
         if fused and not can_fuse:
             raise ValueError("the fused WN layer needs the FP16 engine, 128 or 256 channels and n_group <= 8")
-        if fused_groups not in (None, 1, 2):
+        if fused_groups not in (None, *(g for g, _ in FUSED_SHAPES)):
             raise ValueError("fused_groups must be 1 or 2")
         limit = ctx.max_shared_per_block
         shape = fused_shape(c, limit, fused_groups, fused_rows) if can_fuse else None
-        g = fused_groups or 2
-        self.fused_groups, self.fused_rows = shape or (g, fused_rows or (32 if g == 1 else 16))
+        self.fused_groups, self.fused_rows = shape or fused_candidates(fused_groups, fused_rows)[0]
         self.fused_smem = fused_smem_bytes(c, self.fused_rows, self.fused_groups)
         if fused and shape is None:
             raise ValueError(f"the fused WN layer does not fit {c} channels in {self.fused_rows}-row tiles x "
