@@ -3,6 +3,7 @@ gpu_status answers without raising, doctor reports on any machine."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tts_desktop.engine import compile as cc
@@ -160,6 +161,15 @@ def test_demo_voice_engine_compiles(arch):
     assert all(len(m["cubin"]) > 1000 for m in B.compile_modules(requests, arch))
 
 
+def test_gemm_gate_weights_interleave_gate_pairs():
+    """wg_gemm_gate's weights: row 2j is the tanh row of channel j, 2j + 1 its sigmoid row."""
+    from tts_desktop.engine.waveglow import interleave_gate_rows
+
+    w = np.arange(8 * 3).reshape(8, 3)
+    got = interleave_gate_rows(w)
+    assert got[0::2].tolist() == w[:4].tolist() and got[1::2].tolist() == w[4:].tolist()
+
+
 @pytest.mark.parametrize("arch,channels,want", [
     ("sm_90", 256, (True, 2, 16)), ("sm_90", 128, (True, 2, 16)),
     ("sm_80", 256, (False, None, None)), ("sm_80", 128, (True, 2, 16)),
@@ -182,7 +192,18 @@ def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, 
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True))
     fused, groups, rows = want
     assert wg.fused is fused
-    defines = ctx.requests[-1]["defines"]
+    defines = next(r["defines"] for r in ctx.requests if r["sources"] == ["waveglow.cu"])
+    # wg_gemm_gate (opt-in) is planned for sm_90a where the fused layer runs on sm_90, refused elsewhere
+    assert "WG_ACTS_IN" not in defines
+    assert not wg.gemm_gate and not any(r["sources"] == ["wg_gemm_gate.cu"] for r in ctx.requests)
+    if fused and arch == "sm_90":
+        WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)
+        assert ctx.requests[-1] == {"sources": ["wg_gemm_gate.cu"], "defines": {"GG_CLUSTER": 1},
+                                    "name_expressions": [], "arch": "sm_90a"}
+        assert ctx.requests[-2]["defines"] == {**defines, "WG_ACTS_IN": 1}  # its fused layer takes acts
+    else:
+        with pytest.raises(ValueError, match="sm_90"):
+            WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)
     if fused:
         assert (wg.fused_groups, wg.fused_rows) == (groups, rows)
         assert wg.fused_smem == fused_smem_bytes(channels, rows, groups) <= ctx.max_shared_per_block

@@ -20,7 +20,7 @@ from gpu_common import random_tacotron2_weights, random_waveglow_weights  # noqa
 from tts_desktop.engine.denoiser import DenoiserGpu  # noqa: E402
 from tts_desktop.engine.runtime import GpuContext, _check  # noqa: E402
 from tts_desktop.engine.stage_util import launch  # noqa: E402
-from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu  # noqa: E402
+from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu, gemm_gate_supported  # noqa: E402
 from tts_desktop.model.config import Tacotron2Config, WaveGlowConfig  # noqa: E402
 
 
@@ -83,18 +83,24 @@ def main() -> int:
     c = cfg.wn_n_channels
     flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
     variants = [  # (name, fp16, WaveGlowGpu kwargs)
-        ("FP16 fused, h fp16, 2 groups x 16 rows (default)", True, dict(fused=True)),
-        ("FP16 fused, h fp16, 1 group x 32 rows", True, dict(fused=True, fused_groups=1)),
-        ("FP16 fused, h fp32", True, dict(fused=True, h_half=False)),
+        ("FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows (default)", True, dict(fused=True)),
+        ("FP16 wg_gemm_gate + fused (sm_90)", True, dict(fused=True, gemm_gate=True)),
+        ("FP16 wg_gemm_gate in clusters of 2 + fused (sm_90)", True, dict(fused=True, gemm_gate=True,
+                                                                          gemm_gate_cluster=2)),
+        ("FP16 cuBLAS GEMM + fused, h fp16, 1 group x 32 rows", True, dict(fused=True, fused_groups=1,
+                                                                         gemm_gate=False)),
+        ("FP16 cuBLAS GEMM + fused, h fp32", True, dict(fused=True, h_half=False, gemm_gate=False)),
         ("FP16 unfused (gate/res GEMM/residual)", True, dict(fused=False)),
         ("FP32", False, {}),
         ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
     ]
     if args.only_fp16:
-        variants = variants[:4]
+        variants = variants[:6]
     packed = {fp16: PackedWaveGlow.from_weights(cfg, w, fp16=fp16) for fp16 in {v[1] for v in variants}}
     by_name = {}
     for name, fp16, kw in variants:
+        if kw.get("gemm_gate") and not gemm_gate_supported(cfg, ctx.cc, ctx.max_shared_per_block):
+            continue
         wg = WaveGlowGpu(ctx, packed[fp16], **kw)
         by_name[name] = wg
         out = ctx.empty((1, F * 256), np.float32)
@@ -122,13 +128,24 @@ def main() -> int:
             wg.infer(mel, [F], sigma=0.6, seed=1, out=out)  # back to the batch-1 scratch
         del g
     # per-op breakdown at batch 1 (each op alone, 20 back-to-back launches per timing)
-    wf, wu = by_name["FP16 fused, h fp16, 2 groups x 16 rows (default)"], by_name["FP16 unfused (gate/res GEMM/residual)"]
+    wg_gg = by_name.get("FP16 wg_gemm_gate + fused (sm_90)")
+    wf = by_name["FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows (default)"]
+    wu = by_name["FP16 unfused (gate/res GEMM/residual)"]
     kc = 3 * c + 640
     lf, lu = wf.flows[0]["layers"][0], wu.flows[0]["layers"][0]
     bf, bu = wf._buf, wu._buf
-    wh = by_name["FP16 fused, h fp32"]
-    w1 = by_name["FP16 fused, h fp16, 1 group x 32 rows"]
-    ops = {
+    wh = by_name["FP16 cuBLAS GEMM + fused, h fp32"]
+    w1 = by_name["FP16 cuBLAS GEMM + fused, h fp16, 1 group x 32 rows"]
+    ops = {}
+    if wg_gg is not None:
+        lg = wg_gg.flows[0]["layers"][0]
+        ops["wg_gemm_gate [taps|cond] 512x1408 + gate"] = lambda: wg_gg._layer_gemm_gate(wg_gg._buf, T, kc, lg)
+        wg_c2 = by_name["FP16 wg_gemm_gate in clusters of 2 + fused (sm_90)"]
+        lc2 = wg_c2.flows[0]["layers"][0]
+        ops["wg_gemm_gate, clusters of 2"] = lambda: wg_c2._layer_gemm_gate(wg_c2._buf, T, kc, lc2)
+        ops["fused res+residual, acts in, 2 groups"] = lambda: wg_gg.fused_layer(T, 1, lg, 4, wg_gg._buf.acc[0], 2,
+                                                                                 True)
+    ops |= {
         "GEMM [taps|cond] 512x1408": lambda: wu._gemm(2 * c, T, kc, lu["wcat"].ptr, kc, bu.xs.ptr, bu.ld,
                                                       bu.y.ptr, 2 * c),
         "fused gate+res+residual, h fp16, 2 groups": lambda: wf.fused_layer(T, 1, lf, 4, bf.acc[0], 2, True),

@@ -33,7 +33,8 @@ gpu_or_skip()
 from tts_desktop.engine.denoiser import DenoiserGpu  # noqa: E402
 from tts_desktop.engine.runtime import GpuContext  # noqa: E402
 from tts_desktop.engine.stage_util import launch  # noqa: E402
-from tts_desktop.engine.waveglow import PackedWaveGlow, WaveGlowGpu, noise_channel_order, pack_fused_b  # noqa: E402
+from tts_desktop.engine.waveglow import (PackedWaveGlow, WaveGlowGpu, gemm_gate_supported,  # noqa: E402
+                                         interleave_gate_rows, noise_channel_order, pack_fused_b)
 from tts_desktop.model.config import WaveGlowConfig  # noqa: E402
 from tts_desktop.model.denoiser import Denoiser  # noqa: E402
 from tts_desktop.model.waveglow import WaveGlow, group_cond, upsample  # noqa: E402
@@ -191,18 +192,64 @@ def test_residual_kernel_writes_every_tap(ctx, full, fp16):
     assert rel_l2(got, ref.astype(act)) < 1e-6
 
 
+def _gemm_gate_or_skip(ctx, cfg):
+    if not gemm_gate_supported(cfg, ctx.cc, ctx.max_shared_per_block):
+        pytest.skip(f"wg_gemm_gate runs on sm_90 only (this GPU: {ctx.arch})")
+
+
+@pytest.mark.parametrize("cluster", [1, 2])
+@pytest.mark.parametrize("net", ["full", "demo"])
+@pytest.mark.parametrize("rows", [1, 127, 128, 129, 1000, 18601])
+def test_gemm_gate_kernel(ctx, request, net, rows, cluster):
+    """wg_gemm_gate (sm_90a): acts = tanh(W XS + b)[:C] * sigmoid(W XS + b)[C:] on random XS, weights
+    and biases, row counts around the 128-row tile and a batch-1 size; XS rows past `rows` hold NaN
+    (they must not reach a stored act), and acts rows past `rows` must stay as poisoned.
+    FP16 bound: XS and W are fp16 and exact in the FP32 accumulation, so the error is the acts'
+    fp16 rounding (2^-11 relative) plus tanh.approx's (~2^-11): ~4e-4 relative L2 expected, 2e-3
+    allowed; a wrong tile, channel pairing or K step gives errors of order 1. cluster 2: blocks in
+    pairs sharing the weight tile (multicast)."""
+    cfg, w, _ = request.getfixturevalue(net)
+    _gemm_gate_or_skip(ctx, cfg)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True,
+                     gemm_gate_cluster=cluster)
+    rng = np.random.default_rng(rows)
+    c, K = cfg.wn_n_channels, cfg.wn_kernel_size
+    kc = K * c + 80 * cfg.n_group
+    buf = wg._buffers(rows + 300, 4)
+    xs = rng.standard_normal((buf.rows, buf.ld)).astype(np.float16)
+    xs[rows:] = np.nan
+    wcat = (rng.standard_normal((2 * c, kc)) / np.sqrt(kc) * 2).astype(np.float16)
+    gb = (rng.standard_normal(2 * c) * 0.5).astype(np.float32)
+    layer = {"wcat": ctx.to_device(interleave_gate_rows(wcat)), "gate_b": ctx.to_device(gb)}
+    buf.xs.copy_from(xs)
+    buf.y.poison()
+    wg._layer_gemm_gate(buf, rows, kc, layer)
+    y = xs[:rows, :kc].astype(np.float64) @ wcat.astype(np.float64).T + gb
+    ref = np.tanh(y[:, :c]) / (1 + np.exp(-y[:, c:]))
+    got = buf.y.to_host()
+    err = rel_l2(got[:rows], ref)
+    print(f"wg_gemm_gate {net} rows {rows} cluster {cluster}: {err:.2e}")
+    assert err < 2e-3
+    assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past n_rows must not be written"
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("net", ["full", "demo"])
-@pytest.mark.parametrize("h_half,has_res,grid", [(False, True, 5), (True, True, 7), (True, False, 3),
-                                                  (False, True, 132)])
-def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups):
+@pytest.mark.parametrize("h_half,has_res,grid,acts_in", [(False, True, 5, False), (True, True, 7, False),
+                                                         (True, False, 3, False), (False, True, 132, False),
+                                                         (True, True, 7, True), (True, False, 3, True),
+                                                         (False, True, 132, True)])
+def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups, acts_in):
     """wg_layer_fused (FP16 engine): gate -> res GEMM -> h += res + b, taps into XS, skip share into
     acc, ragged items, a row count that is no multiple of the tile, few blocks (grid-stride and the
     next-tile prefetch) and many; at 256 channels (NVIDIA's) and 128 (the demo voice's); one group of
-    16 warps per block (32-row tiles) or two independent groups of 8 (16-row tiles each)."""
+    16 warps per block (32-row tiles) or two independent groups of 8 (16-row tiles each). acts_in:
+    its input is the gated acts (wg_gemm_gate's output) instead of Y."""
     cfg, w, _ = request.getfixturevalue(net)
+    if acts_in:
+        _gemm_gate_or_skip(ctx, cfg)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half,
-                     fused_groups=groups)
+                     fused_groups=groups, gemm_gate=acts_in)
     assert wg.fused_groups == groups and wg.fused_rows == 32 // groups
     rng = np.random.default_rng(6)
     c, g, K, d, n_out = cfg.wn_n_channels, cfg.n_group, cfg.wn_kernel_size, 16, 6
@@ -219,7 +266,16 @@ def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups):
     layer = {"gate_b": ctx.to_device(gb), "b_res": ctx.to_device(b_res),
              "w_frag": ctx.to_device(pack_fused_b(w_res if has_res else None, wes))}
     buf = wg._buffers(rows, 4)
-    buf.y.copy_from(np.ascontiguousarray(np.concatenate([y, np.zeros((buf.rows - rows, 2 * c), np.float16)])))
+    yf = y.astype(np.float64) + gb
+    acts = np.tanh(yf[:, :c]) / (1 + np.exp(-yf[:, c:]))
+    if acts_in:
+        # the kernel's input is then fp16 acts: the reference takes exactly those values
+        acts = acts.astype(np.float16).astype(np.float64)
+        y_in = acts.astype(np.float16)
+    else:
+        y_in = y
+    buf.y.copy_from(np.ascontiguousarray(np.concatenate([y_in, np.zeros((buf.rows - rows, y_in.shape[1]),
+                                                                        np.float16)])))
     xs0 = np.full((buf.rows, buf.ld), np.nan, np.float16)
     xs0[:rows, (K // 2) * c:(K // 2 + 1) * c] = h0  # h_half: the residual stream is the centre tap
     buf.xs.copy_from(xs0)
@@ -229,8 +285,6 @@ def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups):
     launch(ctx, wg.k_fused, grid, 512, rows, ctx.to_device(off), len(seg), buf.y, layer["gate_b"], layer["w_frag"],
            layer["b_res"], int(has_res), n_out, acc, np.uint64(0) if h_half else buf.h, buf.xs, buf.ld, K, d,
            shmem=wg.fused_smem)
-    yf = y.astype(np.float64) + gb
-    acts = np.tanh(yf[:, :c]) / (1 + np.exp(-yf[:, c:]))
     ref_acc = acc0.astype(np.float64)
     ref_acc[:, :n_out] += acts @ wes.T
     assert rel_l2(acc.to_host(), ref_acc) < 1e-3
@@ -284,10 +338,14 @@ def _ragged_case(full, batch):
 def test_full_waveglow_ragged_given_z(ctx, full, batch):
     cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     errs = {}
-    # FP32; FP16 as run by default (fused layer in two groups of warps, h kept fp16); FP16 fused with
-    # h float32; FP16 fused in one group of 16 warps
-    for key, fp16, kw in ((False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False)),
-                          ("g1", True, dict(fused_groups=1))):
+    # FP32; FP16 as run by default (cuBLAS's GEMM, then the fused layer in two groups of warps, h kept
+    # fp16); FP16 fused with h float32; FP16 fused in one group of 16 warps; on sm_90 FP16 with the
+    # gate in wg_gemm_gate's epilogue ("gg"), alone and in clusters of two ("gg2")
+    cases = [(False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False)),
+             ("g1", True, dict(fused_groups=1))]
+    if gemm_gate_supported(cfg, ctx.cc, ctx.max_shared_per_block):
+        cases += [("gg", True, dict(gemm_gate=True)), ("gg2", True, dict(gemm_gate=True, gemm_gate_cluster=2))]
+    for key, fp16, kw in cases:
         wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
         out.poison()
@@ -297,9 +355,12 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
         for b, n in enumerate(lengths):
             assert not got[b, n * 256:].any(), "samples past an item's length must be zero"
     print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
+          f"fp16 (wg_gemm_gate) {errs.get('gg', float('nan')):.2e} (clusters) {errs.get('gg2', float('nan')):.2e} "
           f"fp16 (h fp32) {errs['h32']:.2e} fp16 (1 group) {errs['g1']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
+    assert errs.get("gg", 0.0) < FP16_TOL
+    assert errs.get("gg2", 0.0) < FP16_TOL
     assert errs["h32"] < FP16_TOL
     assert errs["g1"] < FP16_TOL
 
@@ -320,14 +381,19 @@ def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
     assert rel_l2(z0, ref_model.infer(mel, sigma=0.0, lengths=lengths)) < FP32_TOL
 
 
-@pytest.mark.parametrize("h_half,groups", [(True, 1), (False, 1), (True, 2)])
-def test_fp16_fused_is_reproducible(ctx, full, h_half, groups):
-    """Same input, same bits (the fused kernel reduces its skip partials in a fixed order)."""
+@pytest.mark.parametrize("h_half,groups,gemm_gate", [(True, 1, False), (False, 1, False), (True, 2, False),
+                                                     (True, 2, True)])
+def test_fp16_fused_is_reproducible(ctx, full, h_half, groups, gemm_gate):
+    """Same input, same bits (the fused kernel reduces its skip partials in a fixed order; each of
+    wg_gemm_gate's accumulators sums its K steps in one order)."""
     cfg, w, _ = full
     rng = np.random.default_rng(7)
     lengths = [6, 3]
     mel = ctx.to_device(_padded_mel(rng, lengths))
-    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half, fused_groups=groups)
+    if gemm_gate:
+        _gemm_gate_or_skip(ctx, cfg)
+    wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half, fused_groups=groups,
+                     gemm_gate=gemm_gate)
     assert wg.fused
     a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()

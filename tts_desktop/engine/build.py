@@ -357,10 +357,14 @@ class _PlanContext:
         self.requests: list[dict[str, Any]] = []
 
     def compile(self, sources, defines=None, name_expressions=(), arch=None):
-        if arch is not None:
-            raise EngineError("a stage compiled for a fixed arch; the engine compiles for the GPU's")
+        # a stage may ask for the GPU's architecture-specific target (sm_90 -> sm_90a: wgmma), never
+        # for another GPU's
+        if arch is not None and arch != self.arch + "a":
+            raise EngineError(f"a stage compiled for {arch}; the engine compiles for the GPU's ({self.arch})")
         req = {"sources": [str(s) for s in sources], "defines": dict(defines or {}),
                "name_expressions": list(name_expressions)}
+        if arch is not None:
+            req["arch"] = arch
         if req not in self.requests:
             self.requests.append(req)
         return _PlanModule()
@@ -431,7 +435,7 @@ def compile_modules(requests: list[dict[str, Any]], arch: str, progress: Progres
     for i, r in enumerate(requests):
         if progress:
             progress(lo + (hi - lo) * i / len(requests), f"compiling {'+'.join(r['sources'])} for {arch}")
-        obj = compile_cuda(r["sources"], arch, r["defines"], r["name_expressions"])
+        obj = compile_cuda(r["sources"], r.get("arch", arch), r["defines"], r["name_expressions"])
         out.append({**r, "cubin": bytes(obj.code)})
     return out
 
@@ -440,7 +444,7 @@ def module_key(req: Mapping[str, Any]) -> tuple:
     """The key GpuContext.compile caches a module under (its `arch` argument None): a preloaded
     module under this key is what the stage constructors get back, with no NVRTC run."""
     return (tuple(str(s) for s in req["sources"]), tuple(sorted(req["defines"].items())),
-            tuple(req["name_expressions"]), None)
+            tuple(req["name_expressions"]), req.get("arch"))
 
 
 def preload_modules(ctx, modules: list[dict[str, Any]]) -> None:
@@ -492,7 +496,7 @@ def serialize(engine: Engine) -> tuple[bytes, dict[str, Any]]:
     for i, m in enumerate(engine.modules):
         name = f"@kernels.{i}"
         tensors[name] = np.frombuffer(m["cubin"], np.uint8)
-        mods.append({k: m[k] for k in ("sources", "defines", "name_expressions")} | {"tensor": name})
+        mods.append({k: m[k] for k in ("sources", "defines", "name_expressions", "arch") if k in m} | {"tensor": name})
     manifest = {"format": FORMAT, "key": engine.key.to_dict(), "digest": engine.key.digest(),
                 "skeleton": skeleton, "modules": mods,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -598,6 +602,7 @@ def load_engine(folder: Path, key: EngineKey) -> Engine:
         parts = unflatten(skeleton, tensors)
         modules = [{"sources": list(m["sources"]), "defines": dict(m["defines"]),
                     "name_expressions": list(m["name_expressions"]), "cubin": tensors[m["tensor"]].tobytes()}
+                   | ({"arch": str(m["arch"])} if "arch" in m else {})
                    for m in mods]
     except EngineError:
         raise

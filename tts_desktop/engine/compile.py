@@ -34,6 +34,11 @@ def _find_kernels_dir() -> Path:
 KERNELS_DIR: Path = _find_kernels_dir()
 
 
+# kernels whose code exists only for sm_90a (wgmma, setmaxnreg): the engine compiles them for
+# sm_90a on an sm_90 GPU (the stage asks for ctx.arch + "a"), and doctor does too
+SM90A_KERNELS = ("wg_gemm_gate.cu",)
+
+
 class CompileError(RuntimeError):
     """NVRTC rejected a kernel; the message carries NVRTC's log."""
 

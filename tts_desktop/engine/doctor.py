@@ -86,21 +86,26 @@ def _audio() -> dict[str, Any]:
 
 
 def _compile_all(arch: str) -> list[dict[str, Any]]:
-    from .compile import CompileError, compile_cuda, kernel_files
+    from .compile import SM90A_KERNELS, CompileError, compile_cuda, kernel_files
 
     results = []
-    for f in kernel_files():
+    # files the engine builds for the architecture-specific target too (sm_90 -> sm_90a: wgmma); for
+    # other targets such a file compiles to an empty module
+    targets = [(f, arch) for f in kernel_files()]
+    targets += [(f, arch + "a") for f in kernel_files() if arch == "sm_90" and f.name in SM90A_KERNELS]
+    for f, target in targets:
         t0 = time.perf_counter()
         log: list[str] = []
+        name = f.name if target == arch else f"{f.name} ({target})"
         try:
-            obj = compile_cuda([f], arch, log=log)
-            results.append({"kernel": f.name, "ok": True, "cubin_bytes": len(obj.code),
+            obj = compile_cuda([f], target, log=log)
+            results.append({"kernel": name, "ok": True, "cubin_bytes": len(obj.code),
                             "seconds": round(time.perf_counter() - t0, 3),
                             "warnings": "".join(log).strip()[:2000]})
         except CompileError as e:
-            results.append({"kernel": f.name, "ok": False, "error": str(e)[:4000]})
+            results.append({"kernel": name, "ok": False, "error": str(e)[:4000]})
         except Exception as e:  # noqa: BLE001
-            results.append({"kernel": f.name, "ok": False, "error": f"{type(e).__name__}: {e}"[:4000]})
+            results.append({"kernel": name, "ok": False, "error": f"{type(e).__name__}: {e}"[:4000]})
     return results
 
 

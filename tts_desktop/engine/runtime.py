@@ -330,14 +330,21 @@ class GpuContext:
                 self._modules[key] = m
         return m
 
-    def launch(self, kernel, grid, block, *args, shmem: int = 0, stream=None) -> None:
+    def launch(self, kernel, grid, block, *args, shmem: int = 0, stream=None, cluster: int = 1) -> None:
         """Launch on the context's stream, or on `stream` (a cuda.core Stream or a GraphBuilder being
-        captured). Kernels wanting more than 48 KiB dynamic shared memory get their limit raised."""
+        captured). Kernels wanting more than 48 KiB dynamic shared memory get their limit raised.
+        cluster > 1: thread-block clusters of that many blocks (sm_90+); `grid` counts blocks."""
         from cuda.core import LaunchConfig, launch
 
         if shmem > 48 * 1024:
             self.set_max_dynamic_shmem(kernel, shmem)
-        cfg = LaunchConfig(grid=grid, block=block, shmem_size=shmem)
+        if cluster > 1:
+            if grid % cluster:
+                raise ValueError(f"grid {grid} is not a multiple of the cluster size {cluster}")
+            # cuda.core counts the grid in clusters when a cluster shape is given
+            cfg = LaunchConfig(grid=grid // cluster, cluster=cluster, block=block, shmem_size=shmem)
+        else:
+            cfg = LaunchConfig(grid=grid, block=block, shmem_size=shmem)
         launch(self.stream if stream is None else stream, cfg, kernel, *(_kernel_arg(a) for a in args))
 
     def set_max_dynamic_shmem(self, kernel, nbytes: int) -> None:

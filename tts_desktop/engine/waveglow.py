@@ -123,6 +123,62 @@ def fused_supported(config: WaveGlowConfig) -> bool:
     return c % 128 == 0 and c <= 256 and config.n_group <= 8
 
 
+# kernels/wg_gemm_gate.cu (sm_90a): the layer GEMM with the gate in its epilogue. Tile 128 rows x 256
+# interleaved columns, K in steps of 64 through GG_STAGES shared-memory stages.
+# Off by default: on the H100 it ties with cuBLAS + the gate in wg_layer_fused at batch 32 (WaveGlow
+# 243.0-243.7 vs 247.2-248.6 ms median, 239.6-240.2 vs 239.3-243.0 best, tests/gpu/bench_stages.py)
+# and loses at batch 1 (9.08-9.19 vs 8.81-8.83 ms as a graph: 290 tiles are 2.2 rounds of 132 blocks).
+# It is the first half of the layer kernel that also runs the res GEMM and the residual in its
+# epilogue (docs/gpu-notes.md, session 9).
+GG_BM, GG_BN, GG_BK, GG_STAGES, GG_THREADS = 128, 256, 64, 4, 384
+
+
+def gemm_gate_smem_bytes(stages: int = GG_STAGES) -> int:
+    """wg_gemm_gate's dynamic shared memory: the stages, the two consumer warpgroups' staging of
+    64 rows x (128 + 8) halves each, and two mbarriers per stage: 226 KiB, which only sm_90's
+    227 KiB per block holds."""
+    return stages * (GG_BM + GG_BN) * GG_BK * 2 + 2 * 64 * (GG_BN // 2 + 8) * 2 + 2 * stages * 8
+
+
+def gemm_gate_supported(config: WaveGlowConfig, cc: tuple[int, int], limit: int) -> bool:
+    """Whether wg_gemm_gate can run this WaveGlow: wgmma and setmaxnreg exist only on sm_90 (built
+    as sm_90a), the columns (2C) must be whole 256-wide tiles, and its stages must fit the GPU's
+    shared memory per block. K needs no rule: TMA zero-fills past the tensor maps' K columns."""
+    return tuple(cc) == (9, 0) and (2 * config.wn_n_channels) % GG_BN == 0 and gemm_gate_smem_bytes() <= limit
+
+
+def interleave_gate_rows(w: np.ndarray) -> np.ndarray:
+    """[in_layer | cond] weights (2C x K: tanh rows 0..C-1, sigmoid rows C..2C-1) -> rows 2j = tanh
+    channel j and 2j + 1 = sigmoid channel j, so wg_gemm_gate's accumulator pairs are gate pairs."""
+    c = w.shape[0] // 2
+    out = np.empty_like(w)
+    out[0::2], out[1::2] = w[:c], w[c:]
+    return out
+
+
+class _CudaArray:
+    """The __cuda_array_interface__ of rows x cols of a row-major device matrix (row stride `ld`
+    elements): what cuda.core's StridedMemoryView, and so its TMA descriptors, are made from."""
+
+    def __init__(self, ptr: int, rows: int, cols: int, ld: int, dtype) -> None:
+        dt = np.dtype(dtype)
+        self.__cuda_array_interface__ = {"shape": (rows, cols), "strides": (ld * dt.itemsize, dt.itemsize),
+                                         "typestr": dt.str, "data": (int(ptr), False), "version": 3}
+
+
+def tensor_map(a: DeviceArray, cols: int, box_rows: int):
+    """A TMA descriptor over a 2-D DeviceArray's first `cols` columns: boxes of box_rows x GG_BK
+    (one 128-byte swizzle row of fp16 per box row), zero fill outside."""
+    from cuda.core import TensorMapDescriptorOptions
+    from cuda.core._tensor_map import TensorMapSwizzle
+    from cuda.core.utils import StridedMemoryView
+
+    rows, ld = a.shape
+    view = StridedMemoryView.from_cuda_array_interface(_CudaArray(a.ptr, rows, cols, ld, a.dtype), -1)
+    return view.as_tensor_map(options=TensorMapDescriptorOptions(box_dim=(box_rows, GG_BK),
+                                                                 swizzle=TensorMapSwizzle.SWIZZLE_128B))
+
+
 def pack_fused_b(w_res: np.ndarray | None, w_es: np.ndarray) -> np.ndarray:
     """wg_layer_fused's B operand in mma.m16n8k16 fragment order: (NT, KS, 32 lanes, 4) float16.
     Rows of the (NT*8) x C matrix: W_res (zeros for the last layer, which has no res), then the skip
@@ -219,13 +275,16 @@ class PackedWaveGlow:
 class _Buffers:
     """Device scratch for one total row count (grown on demand, reused across calls)."""
 
-    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int, fused: bool = False):
+    def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int, fused: bool = False,
+                 gemm_gate: bool = False):
         cfg = packed.config
         c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
         self.rows, self.frames = rows, frames
         self.ld = _round8(cfg.wn_kernel_size * c + packed.n_mel * g)
         self.xs = ctx.zeros((rows, self.ld), act)  # pad columns stay zero; GEMMs never read them anyway
-        self.y = ctx.empty((rows, 2 * c), act)
+        # the layer GEMM's output: Y (2C pre-activations), or with gemm_gate the C gated acts
+        self.y = ctx.empty((rows, c if gemm_gate else 2 * c), act)
+        self.tm_xs = None  # wg_gemm_gate's TMA descriptor of xs, made at first use
         # acts and res output exist only on the unfused path (wg_layer_fused keeps them on chip)
         self.a = None if fused else ctx.empty((rows, c), act)
         self.r = None if fused else ctx.empty((rows, c), act)
@@ -241,7 +300,7 @@ class WaveGlowGpu:
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
                  h_half: bool = True, fused_rows: int | None = None, fused_groups: int | None = None,
-                 tf32: bool = False):
+                 tf32: bool = False, gemm_gate: bool = False, gemm_gate_cluster: int = 1):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
@@ -250,7 +309,11 @@ class WaveGlowGpu:
         the GPU's shared memory allows it, else 1. fused_rows: rows per tile of the fused kernel (16
         or 32; default 16 with two groups, 32 with one). With fused=None the unfused path is taken
         where no fused shape fits the GPU's shared memory.
-        tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc)."""
+        tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc).
+        gemm_gate (fused FP16 on sm_90 only; off by default, see GG_BM's comment): the layer GEMM as
+        kernels/wg_gemm_gate.cu, with the gate in its epilogue, instead of cuBLAS.
+        gemm_gate_cluster 2: its blocks in pairs that share each weight tile (TMA multicast; measured
+        no faster), 1: each block alone."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
         self.tf32 = bool(tf32)
@@ -273,6 +336,9 @@ class WaveGlowGpu:
                              f"allows {limit}")
         self.fused = shape is not None if fused is None else bool(fused)
         self.h_half = bool(h_half) and self.fused
+        if gemm_gate and not (self.fused and gemm_gate_supported(cfg, ctx.cc, limit)):
+            raise ValueError("wg_gemm_gate needs the fused FP16 layer on an sm_90 GPU and 2C a multiple of 256")
+        self.gemm_gate = bool(gemm_gate)
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
             defines["ACT_HALF"] = 1
@@ -280,7 +346,14 @@ class WaveGlowGpu:
             defines["WG_BM"] = self.fused_rows
             if self.fused_groups > 1:
                 defines["WG_GROUPS"] = self.fused_groups
+            if self.gemm_gate:
+                defines["WG_ACTS_IN"] = 1  # the fused layer starts from wg_gemm_gate's acts
         self.mod = ctx.compile(["waveglow.cu"], defines)
+        if gemm_gate_cluster not in (1, 2):
+            raise ValueError("gemm_gate_cluster must be 1 or 2")
+        self.gg_cluster = gemm_gate_cluster
+        self.k_gg = ctx.compile(["wg_gemm_gate.cu"], {"GG_CLUSTER": gemm_gate_cluster},
+                                arch=ctx.arch + "a").kernel("wg_gemm_gate") if self.gemm_gate else None
         self.k_cols = self.mod.kernel("wg_upsample_cols")
         self.k_noise = self.mod.kernel("wg_noise")
         self.k_step = self.mod.kernel("wg_flow_step")
@@ -293,7 +366,9 @@ class WaveGlowGpu:
         for f in packed.flows:
             d = {key: ctx.to_device(f[key]) for key in ("w_start", "b_start", "end_bias", "w_inv")}
             d["n_rem"] = f["n_rem"]
-            d["layers"] = [{key: (None if v is None else ctx.to_device(v)) for key, v in layer.items()}
+            d["layers"] = [{key: (None if v is None else
+                                  ctx.to_device(interleave_gate_rows(v) if key == "wcat" and self.gemm_gate else v))
+                            for key, v in layer.items()}
                            for layer in f["layers"]]
             self.flows.append(d)
         self._buf: _Buffers | None = None
@@ -305,8 +380,23 @@ class WaveGlowGpu:
         b = self._buf
         if b is None or b.rows < rows or b.frames < frames:
             self._buf = None  # free the old scratch first
-            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused)
+            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused, self.gemm_gate)
         return self._buf
+
+    def _layer_gemm_gate(self, buf: _Buffers, rows: int, kc: int, layer: dict) -> None:
+        """buf.y = gate(W XS) for one layer through wg_gemm_gate (TMA descriptors made at first use)."""
+        if buf.tm_xs is None:
+            buf.tm_xs = tensor_map(buf.xs, kc, GG_BM)
+        if "tm_w" not in layer:
+            layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN // self.gg_cluster)  # a block's share of B
+        c, cl = self.config.wn_n_channels, self.gg_cluster
+        units = (rows + cl * GG_BM - 1) // (cl * GG_BM) * (2 * c // GG_BN)  # cl row tiles x one column tile
+        # persistent: one block per SM (its shared memory allows no second), a cluster taking every
+        # grid-th unit
+        grid = min(units, self.ctx.sm_count // cl) * cl
+        launch(self.ctx, self.k_gg, grid, GG_THREADS, buf.tm_xs, layer["tm_w"], rows,
+               (kc + GG_BK - 1) // GG_BK * GG_BK, c, layer["gate_b"], buf.y, shmem=gemm_gate_smem_bytes(),
+               cluster=cl)
 
     def _offsets(self, lengths: tuple[int, ...], spf: int):
         """Device copies of the items' frame and row offsets, cached per length tuple: nothing is
@@ -330,8 +420,9 @@ class WaveGlowGpu:
 
     def fused_layer(self, rows: int, bsz: int, layer: dict, n_out: int, acc: DeviceArray, d: int,
                     has_res: bool, row_off: DeviceArray | None = None, buf: _Buffers | None = None) -> None:
-        """wg_layer_fused on buf.y (this layer's GEMM output): acc += skip share; with has_res, h (or
-        the fp16 centre tap) += res and the next layer's taps (dilation d) into buf.xs."""
+        """wg_layer_fused on buf.y (this layer's GEMM output: Y, or with gemm_gate the gated acts):
+        acc += skip share; with has_res, h (or the fp16 centre tap) += res and the next layer's taps
+        (dilation d) into buf.xs."""
         buf = self._buf if buf is None else buf
         row_off = self._row_off if row_off is None else row_off
         tiles = (rows + self.fused_rows - 1) // self.fused_rows
@@ -418,7 +509,10 @@ class WaveGlowGpu:
             f = self.flows[k]
             n_out = f["n_rem"]  # 2 * n_half outputs
             for i, layer in enumerate(f["layers"]):
-                self._gemm(2 * c, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, 2 * c)
+                if self.gemm_gate:
+                    self._layer_gemm_gate(buf, rows, kc, layer)
+                else:
+                    self._gemm(2 * c, rows, kc, layer["wcat"].ptr, kc, buf.xs.ptr, buf.ld, buf.y.ptr, 2 * c)
                 if self.fused:
                     self.fused_layer(rows, bsz, layer, n_out, buf.acc[acc_i], 2 ** (i + 1), i < L - 1)
                     continue

@@ -1,0 +1,258 @@
+// WaveGlow's per-layer GEMM with the gate in its epilogue, on Hopper's tensor-core path (sm_90a:
+// TMA loads, wgmma, one producer warp and two consumer warpgroups).
+//
+//   acts[t][j] = tanh(Y[t][j] + b[j]) * sigmoid(Y[t][C + j] + b[C + j]),  Y[t] = W XS[t][0:K]
+//
+// XS is waveglow.cu's GEMM operand ([taps of h | cond], row-major, K = 3C + NMEL*G) and W the
+// layer's [in_layer taps | cond_layer] weights. cuBLAS computes Y (2C fp16 per row) into memory and
+// wg_layer_fused reads it back to gate it; here Y never leaves the registers: the weights' rows are
+// interleaved on the host (row 2j = tanh channel j, row 2j+1 = sigmoid channel j), so each
+// thread's accumulator pair (even, odd column) is one channel's two pre-activations, and only the
+// C acts (half of Y's bytes) are written. wg_layer_fused (built with WG_ACTS_IN) then starts from
+// them.
+//
+// Tiles: 128 rows x 256 interleaved columns (128 channels); tile = row tile * 2C/256 + column
+// tile, so the column tiles of one row tile run side by side and read its XS rows from L2 once.
+// Persistent: one block per SM takes every grid-th tile. K in steps of 64 (one 128-byte swizzle
+// row of fp16) through GG_STAGES shared-memory stages, a ring that runs on across tiles: the
+// producer thread waits for a stage to be empty, then TMA-loads A (128 x 64 of XS) and B (256 x 64
+// of W) into it, completing on the stage's "full" mbarrier; each consumer warpgroup waits for
+// "full", issues 4 wgmma m64n256k16 on its 64 rows, and releases the stage it finished one step
+// earlier (wgmma.wait_group 1 keeps one step of MMAs in flight). So the producer fills the next
+// tile's first stages during this tile's epilogue: gate in registers (tanh.approx, as wg_layer_fused),
+// the fp16 acts staged in shared memory, written as 16-byte row segments.
+//
+// GG_CLUSTER 2: blocks in clusters of two that take two row tiles of the same column tile and
+// share its weight tile: each block TMA-loads its own A and half of B multicast into both (still
+// 48 KB per block per step, now 32 KB of it from L2), and a stage is empty only once the consumers
+// of both blocks released it. Without sharing, the 48 KB per step of 132 SMs approach L2's
+// bandwidth.
+// XS rows past the tensor map's rows are zero-filled by TMA, and their acts are not stored.
+//
+// Built only for sm_90a (wgmma, setmaxnreg): on any other target this file compiles to nothing and
+// the engine takes cuBLAS + wg_layer_fused (tts_desktop/engine/waveglow.py, gemm_gate_supported).
+#include <cuda_fp16.h>
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GG_BM 128
+#define GG_BN 256
+#define GG_BK 64
+#ifndef GG_STAGES
+#define GG_STAGES 4
+#endif
+#define GG_THREADS 384
+#ifndef GG_CLUSTER
+#define GG_CLUSTER 1
+#endif
+#define GG_A_BYTES (GG_BM * GG_BK * 2)
+#define GG_B_BYTES (GG_BN * GG_BK * 2)
+#define GG_STAGE_BYTES (GG_A_BYTES + GG_B_BYTES)
+#define GG_LDS (GG_BN / 2 + 8)  // staging row stride (halves): 8 rows of a warp's stores hit distinct banks
+
+// The CUtensorMap (128 opaque bytes) as cuda.core passes a TensorMapDescriptor: by value, used
+// through its address (a __grid_constant__ parameter's address is valid for TMA).
+struct alignas(64) GgTensorMap {
+    unsigned long long opaque[16];
+};
+
+__device__ __forceinline__ unsigned gg_smem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void gg_bar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void gg_bar_wait(unsigned bar, unsigned parity) {
+    unsigned done = 0;
+    while (!done)
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+}
+__device__ __forceinline__ void gg_bar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void gg_bar_expect(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// arrive on the barrier at the same offset in cluster block `rank` (possibly this one)
+__device__ __forceinline__ void gg_bar_arrive_remote(unsigned bar, unsigned rank) {
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+__device__ __forceinline__ void gg_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ unsigned gg_cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+// the same box into the same shared offset of every block in cta_mask, each block's barrier at bar
+__device__ __forceinline__ void gg_tma_load_multicast(unsigned dst, const GgTensorMap* map, int c0, int c1,
+                                                      unsigned bar, unsigned short cta_mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
+        "[%0], [%1, {%2, %3}], [%4], %5;\n"
+        ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(cta_mask)
+        : "memory");
+}
+__device__ __forceinline__ void gg_tma_load(unsigned dst, const GgTensorMap* map, int c0, int c1, unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+        ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+
+// wgmma shared-memory matrix descriptor: K-major tile of 8-row x 128-byte swizzle atoms stacked
+// along M/N (stride 1024 bytes), 128-byte swizzle. Stepping K by 16 halves inside the 64-wide row
+// is +32 bytes on the start address (the swizzle is applied to the address bits, the atom being
+// 1024-byte aligned).
+__device__ __forceinline__ unsigned long long gg_desc(unsigned addr) {
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) |
+           (1ull << 62);
+}
+
+// D (64 x 256, fp32, registers) += A (64 x 16, shared) B^T (256 x 16, shared); both K-major, 128-byte
+// swizzled (gg_desc). The 128 "+f" operands tie the accumulators to this warpgroup's registers.
+__device__ __forceinline__ void gg_wgmma_m64n256k16(float (&d)[128], unsigned long long desc_a,
+                                                     unsigned long long desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+        "%128, %129, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(desc_a), "l"(desc_b));
+}
+
+__device__ __forceinline__ float gg_tanh(float x) {
+    float y;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+extern "C" __global__ void __launch_bounds__(GG_THREADS, 1)
+wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ GgTensorMap map_b, int n_rows,
+             int k_total, int c, const float* __restrict__ gate_bias, __half* __restrict__ acts) {
+    // no static shared memory: the dynamic block starts at the window's base, 1024-byte aligned as
+    // TMA's 128-byte swizzle needs (checked below)
+    extern __shared__ __align__(1024) unsigned char smem[];
+    __half* staging = reinterpret_cast<__half*>(smem + GG_STAGES * GG_STAGE_BYTES);  // [2][64][GG_LDS]
+    unsigned long long* bars = reinterpret_cast<unsigned long long*>(staging + 2 * 64 * GG_LDS);
+    const unsigned full0 = gg_smem(bars), empty0 = gg_smem(bars + GG_STAGES);
+    const int n_col_tiles = 2 * c / GG_BN;
+    // work unit: GG_CLUSTER row tiles (one per block of a cluster) x one column tile
+    const int n_units = (n_rows + GG_CLUSTER * GG_BM - 1) / (GG_CLUSTER * GG_BM) * n_col_tiles;
+    const int unit0 = blockIdx.x / GG_CLUSTER, unit_step = gridDim.x / GG_CLUSTER;
+    const int rank = GG_CLUSTER > 1 ? (int)gg_cluster_rank() : 0;
+    const int nk = k_total / GG_BK;
+    const int wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+        if (gg_smem(smem) & 1023) __trap();
+        for (int s = 0; s < GG_STAGES; ++s) {
+            gg_bar_init(full0 + 8 * s, 1);
+            gg_bar_init(empty0 + 8 * s, 8 * GG_CLUSTER);  // one arrive per consumer warp of each block
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    if (GG_CLUSTER > 1)
+        gg_cluster_sync();  // the peer's copies and arrivals target this block's barriers only once they exist
+    else
+        __syncthreads();
+
+    // Persistent: block b takes tiles b, b + grid, ... (tile = row tile * n_col_tiles + column tile).
+    // The stage ring runs on across tiles, so the producer loads the next tile's first stages while
+    // the consumers run this tile's epilogue.
+    if (wg == 0) {
+        // producer: one thread issues every copy; the rest of the warpgroup gives its registers away
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (threadIdx.x == 0) {
+            int it = 0;
+            for (int u = unit0; u < n_units; u += unit_step) {
+                const int m0 = ((u / n_col_tiles) * GG_CLUSTER + rank) * GG_BM, n0 = (u % n_col_tiles) * GG_BN;
+                for (int k = 0; k < nk; ++k, ++it) {
+                    const int s = it % GG_STAGES, use = it / GG_STAGES;
+                    if (use > 0) gg_bar_wait(empty0 + 8 * s, (use - 1) & 1);
+                    const unsigned a = gg_smem(smem + s * GG_STAGE_BYTES);
+                    gg_bar_expect(full0 + 8 * s, GG_STAGE_BYTES);
+                    gg_tma_load(a, &map_a, k * GG_BK, m0, full0 + 8 * s);
+#if GG_CLUSTER > 1
+                    gg_tma_load_multicast(a + GG_A_BYTES + rank * (GG_B_BYTES / GG_CLUSTER), &map_b, k * GG_BK,
+                                          n0 + rank * (GG_BN / GG_CLUSTER), full0 + 8 * s,
+                                          (unsigned short)((1 << GG_CLUSTER) - 1));
+#else
+                    gg_tma_load(a + GG_A_BYTES, &map_b, k * GG_BK, n0, full0 + 8 * s);
+#endif
+                }
+            }
+        }
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+        const int cw = wg - 1;  // consumer warpgroup: rows [64 cw, 64 cw + 64) of each tile
+        const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, tid = threadIdx.x % 128;
+        __half* st = staging + cw * 64 * GG_LDS;
+        const int r = warp * 16 + lane / 4;  // accumulator rows r and r + 8 of this warpgroup's 64
+        // a stage read by this warp may be refilled: tell the producer of each block of the cluster
+        auto release = [&](int step) {
+            const unsigned bar = empty0 + 8 * (step % GG_STAGES);
+            if (GG_CLUSTER == 1) {
+                if (lane == 0) gg_bar_arrive(bar);
+            } else if (lane < GG_CLUSTER) {
+                gg_bar_arrive_remote(bar, lane);
+            }
+        };
+        int it = 0;
+        for (int u = unit0; u < n_units; u += unit_step) {
+            const int m0 = ((u / n_col_tiles) * GG_CLUSTER + rank) * GG_BM, nt = u % n_col_tiles;
+            float d[128];
+#pragma unroll
+            for (int i = 0; i < 128; ++i) d[i] = 0.0f;
+            for (int k = 0; k < nk; ++k, ++it) {
+                const int s = it % GG_STAGES;
+                gg_bar_wait(full0 + 8 * s, (it / GG_STAGES) & 1);
+                const unsigned a = gg_smem(smem + s * GG_STAGE_BYTES) + cw * 64 * GG_BK * 2;
+                const unsigned b = gg_smem(smem + s * GG_STAGE_BYTES + GG_A_BYTES);
+                asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+                for (int kk = 0; kk < GG_BK / 16; ++kk)
+                    gg_wgmma_m64n256k16(d, gg_desc(a + kk * 32), gg_desc(b + kk * 32));
+                asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+                // the previous step's MMAs are done: its stage may be refilled
+                asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+                if (k > 0) release(it - 1);
+            }
+            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+            release(it - 1);
+
+            // epilogue: gate in registers -> fp16 acts staged in shared memory -> 16-byte stores
+            const float* bt = gate_bias + nt * (GG_BN / 2);
+            const float* bs = gate_bias + c + nt * (GG_BN / 2);
+#pragma unroll
+            for (int q = 0; q < 32; ++q) {
+                const int j = 4 * q + lane % 4;  // channel within the tile: columns 2j (tanh), 2j + 1 (sigmoid)
+                const float b0 = __ldg(bt + j), b1 = __ldg(bs + j);
+                const float g0 = gg_tanh(d[4 * q] + b0) * fmaf(0.5f, gg_tanh(0.5f * (d[4 * q + 1] + b1)), 0.5f);
+                const float g1 = gg_tanh(d[4 * q + 2] + b0) * fmaf(0.5f, gg_tanh(0.5f * (d[4 * q + 3] + b1)), 0.5f);
+                st[r * GG_LDS + j] = __float2half_rn(g0);
+                st[(r + 8) * GG_LDS + j] = __float2half_rn(g1);
+            }
+            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+            // 64 rows x 128 channels (256 bytes per row), 16 threads per row
+#pragma unroll
+            for (int rr = 0; rr < 8; ++rr) {
+                const int row = rr * 8 + tid / 16, seg = tid % 16;
+                const int t = m0 + cw * 64 + row;
+                if (t < n_rows)
+                    *reinterpret_cast<uint4*>(acts + (long)t * c + nt * (GG_BN / 2) + seg * 8) =
+                        *reinterpret_cast<const uint4*>(st + row * GG_LDS + seg * 8);
+            }
+            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // staging free for the next tile
+        }
+    }
+    // neither block of a cluster may exit while its peer can still write into its shared memory
+    if (GG_CLUSTER > 1) gg_cluster_sync();
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
