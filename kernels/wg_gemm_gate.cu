@@ -25,12 +25,14 @@
 // GG_CLUSTER 2: blocks in clusters of two that take two row tiles of the same column tile and
 // share its weight tile: each block TMA-loads its own A and half of B multicast into both (still
 // 48 KB per block per step, now 32 KB of it from L2), and a stage is empty only once the consumers
-// of both blocks released it. Without sharing, the 48 KB per step of 132 SMs approach L2's
-// bandwidth.
+// of both blocks released it. Measured no faster than blocks alone (docs/gpu-notes.md, session 9):
+// L2 bandwidth is not what limits this kernel; kept for the layer kernel that will need clusters.
+//
 // XS rows past the tensor map's rows are zero-filled by TMA, and their acts are not stored.
 //
-// Built only for sm_90a (wgmma, setmaxnreg): on any other target this file compiles to nothing and
-// the engine takes cuBLAS + wg_layer_fused (tts_desktop/engine/waveglow.py, gemm_gate_supported).
+// Built only for sm_90a (wgmma, setmaxnreg): on any other target this file compiles to nothing, and
+// WaveGlowGpu refuses gemm_gate there (tts_desktop/engine/waveglow.py, gemm_gate_supported). Opt-in:
+// with cuBLAS + wg_layer_fused's own gate it ties at batch 32 and wins at batch 1.
 #include <cuda_fp16.h>
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

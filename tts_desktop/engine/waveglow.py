@@ -9,7 +9,8 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
 - per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
   cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway. The
   FP16 engine (256 or 128 channels, where the GPU's shared memory allows) does gate -> res GEMM ->
-  residual in one kernel, wg_layer_fused;
+  residual in one kernel, wg_layer_fused; on sm_90, opt-in (gemm_gate=True), the GEMM can be our own
+  kernels/wg_gemm_gate.cu with the gate in its epilogue, so that only the acts reach memory;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
@@ -127,7 +128,7 @@ def fused_supported(config: WaveGlowConfig) -> bool:
 # interleaved columns, K in steps of 64 through GG_STAGES shared-memory stages.
 # Off by default: on the H100 it ties with cuBLAS + the gate in wg_layer_fused at batch 32 (WaveGlow
 # 243.0-243.7 vs 247.2-248.6 ms median, 239.6-240.2 vs 239.3-243.0 best, tests/gpu/bench_stages.py)
-# and loses at batch 1 (9.08-9.19 vs 8.81-8.83 ms as a graph: 290 tiles are 2.2 rounds of 132 blocks).
+# and loses at batch 1 (9.06-9.19 vs 8.71-8.83 ms as a graph: 290 tiles are 2.2 rounds of 132 blocks).
 # It is the first half of the layer kernel that also runs the res GEMM and the residual in its
 # epilogue (docs/gpu-notes.md, session 9).
 GG_BM, GG_BN, GG_BK, GG_STAGES, GG_THREADS = 128, 256, 64, 4, 384
@@ -170,7 +171,7 @@ def tensor_map(a: DeviceArray, cols: int, box_rows: int):
     """A TMA descriptor over a 2-D DeviceArray's first `cols` columns: boxes of box_rows x GG_BK
     (one 128-byte swizzle row of fp16 per box row), zero fill outside."""
     from cuda.core import TensorMapDescriptorOptions
-    from cuda.core._tensor_map import TensorMapSwizzle
+    from cuda.core._tensor_map import TensorMapSwizzle  # cuda.core 1.2 exports the enum nowhere else
     from cuda.core.utils import StridedMemoryView
 
     rows, ld = a.shape
@@ -336,6 +337,8 @@ class WaveGlowGpu:
                              f"allows {limit}")
         self.fused = shape is not None if fused is None else bool(fused)
         self.h_half = bool(h_half) and self.fused
+        if gemm_gate_cluster not in (1, 2):
+            raise ValueError("gemm_gate_cluster must be 1 or 2")
         if gemm_gate and not (self.fused and gemm_gate_supported(cfg, ctx.cc, limit)):
             raise ValueError("wg_gemm_gate needs the fused FP16 layer on an sm_90 GPU and 2C a multiple of 256")
         self.gemm_gate = bool(gemm_gate)
@@ -349,8 +352,6 @@ class WaveGlowGpu:
             if self.gemm_gate:
                 defines["WG_ACTS_IN"] = 1  # the fused layer starts from wg_gemm_gate's acts
         self.mod = ctx.compile(["waveglow.cu"], defines)
-        if gemm_gate_cluster not in (1, 2):
-            raise ValueError("gemm_gate_cluster must be 1 or 2")
         self.gg_cluster = gemm_gate_cluster
         self.k_gg = ctx.compile(["wg_gemm_gate.cu"], {"GG_CLUSTER": gemm_gate_cluster},
                                 arch=ctx.arch + "a").kernel("wg_gemm_gate") if self.gemm_gate else None
