@@ -165,6 +165,48 @@ def test_closing_the_window_stops_a_running_build_at_its_next_step_and_waits_for
     assert len(steps) < 100 and not loaded
 
 
+def test_closing_while_a_build_thread_is_being_started_stops_cleanly(make_window, qtbot, monkeypatch):
+    """The close can land between the build thread's creation and its start (seen in CI: the window
+    closed as an imported voice began to load). closeEvent must neither raise ('cannot join thread
+    before it is started') nor leave the worker thread running; the build that was starting runs
+    to its first progress report and stops there."""
+    import time
+
+    import tts_desktop.api as api
+    import tts_desktop.gui.worker as worker_mod
+
+    w = make_window()
+    in_start, closed = threading.Event(), threading.Event()
+    real_thread = worker_mod.threading.Thread
+
+    class SlowStart(real_thread):
+        def start(self):
+            if self.name.startswith("voice-build"):
+                in_start.set()
+                closed.wait(0.5)      # the window closes now, on the GUI thread
+            super().start()
+
+    steps = []
+
+    def run(self, progress=None):
+        for i in range(100):
+            progress(i / 100, f"step {i}")
+            steps.append(i)
+            time.sleep(0.05)
+        raise AssertionError("the build was never stopped")
+
+    monkeypatch.setattr(worker_mod.threading, "Thread", SlowStart)
+    monkeypatch.setattr(api.VoiceLoad, "run", run)
+    w.load_voice(str(w.client.worker.voice.path))
+    assert in_start.wait(30)
+    w.close()                         # raised RuntimeError from closeEvent before the fix
+    closed.set()
+    assert not w.client.thread.isRunning()
+    thread = w.client.worker._build_thread
+    assert thread is None or not thread.is_alive()
+    assert len(steps) <= 1
+
+
 def test_a_cancelled_build_is_not_taken_for_a_gpu_failure(monkeypatch, voice_dir):
     """BackendBuild falls back to the CPU when the GPU engine fails ('auto'); the stop at window
     close (BuildCancelled, raised from the progress callback inside the engine build) must pass

@@ -126,6 +126,10 @@ class SynthesisWorker(QObject):
         self._waiting: list[SpeakRequest | ExportRequest] = []   # asked for before any voice
         self._closing = threading.Event()       # set from the GUI thread: builds stop at their next step
         self._build_thread: threading.Thread | None = None
+        # Publishing a build thread (created and started) and stop_builds reading it are one step
+        # each: a close that lands between the thread's creation and its start once found a thread
+        # that could not be joined yet, raised in closeEvent and left the worker running.
+        self._build_lock = threading.Lock()
         self._built.connect(self._finish_load, Qt.ConnectionType.QueuedConnection)
 
     @Slot()
@@ -153,9 +157,14 @@ class SynthesisWorker(QObject):
             self.loadFailed.emit(req.id, describe_error(e))
             self._after_load()
             return
-        self._build_thread = threading.Thread(target=self._build, args=(req, loading),
-                                              name=f"voice-build-{req.id}", daemon=True)
-        self._build_thread.start()
+        with self._build_lock:
+            if self._closing.is_set():   # the window is closing: it waits for no new build
+                self._building = None
+                return
+            thread = threading.Thread(target=self._build, args=(req, loading), name=f"voice-build-{req.id}",
+                                      daemon=True)
+            thread.start()
+            self._build_thread = thread
 
     def _build(self, req: LoadRequest, loading: VoiceLoad) -> None:
         """On the build thread: the weights and the backend's slow part, without the device.
@@ -217,7 +226,8 @@ class SynthesisWorker(QObject):
         """Any thread: stop a running build at its next step and wait up to `timeout` s for it;
         True when no build thread is left running."""
         self._closing.set()
-        thread = self._build_thread
+        with self._build_lock:
+            thread = self._build_thread
         if thread is not None:
             thread.join(timeout)
             return not thread.is_alive()
