@@ -33,7 +33,7 @@
 // Built only for sm_90a (wgmma, setmaxnreg): on any other target this file compiles to nothing, and
 // WaveGlowGpu refuses gemm_gate there (tts_desktop/engine/waveglow.py, gemm_gate_supported). Opt-in:
 // with cuBLAS + wg_layer_fused's own gate it ties at batch 32 and wins at batch 1.
-#include <cuda_fp16.h>
+#include "common.cuh"  // tanh_approx, the SFU tanh wg_layer_fused gates with too
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define GG_BM 128
@@ -127,12 +127,6 @@ __device__ __forceinline__ void gg_wgmma_m64n256k16(float (&d)[128], unsigned lo
         "%128, %129, p, 1, 1, 0, 0;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
         : "l"(desc_a), "l"(desc_b));
-}
-
-__device__ __forceinline__ float gg_tanh(float x) {
-    float y;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
 }
 
 extern "C" __global__ void __launch_bounds__(GG_THREADS, 1)
@@ -236,8 +230,8 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
             for (int q = 0; q < 32; ++q) {
                 const int j = 4 * q + lane % 4;  // channel within the tile: columns 2j (tanh), 2j + 1 (sigmoid)
                 const float b0 = __ldg(bt + j), b1 = __ldg(bs + j);
-                const float g0 = gg_tanh(d[4 * q] + b0) * fmaf(0.5f, gg_tanh(0.5f * (d[4 * q + 1] + b1)), 0.5f);
-                const float g1 = gg_tanh(d[4 * q + 2] + b0) * fmaf(0.5f, gg_tanh(0.5f * (d[4 * q + 3] + b1)), 0.5f);
+                const float g0 = tanh_approx(d[4 * q] + b0) * fmaf(0.5f, tanh_approx(0.5f * (d[4 * q + 1] + b1)), 0.5f);
+                const float g1 = tanh_approx(d[4 * q + 2] + b0) * fmaf(0.5f, tanh_approx(0.5f * (d[4 * q + 3] + b1)), 0.5f);
                 st[r * GG_LDS + j] = __float2half_rn(g0);
                 st[(r + 8) * GG_LDS + j] = __float2half_rn(g1);
             }
