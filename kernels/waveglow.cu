@@ -54,6 +54,28 @@ extern "C" __global__ void wg_upsample_cols(const float* __restrict__ mel, int n
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cond folding (kernels/wg_gemm_gate.cu, GG_FOLD): F[r] = W_cond U_r (float32, the rows of W_cond
+// interleaved as wg_gemm_gate wants them: 2j tanh, 2j+1 sigmoid of channel j; columns = the
+// upsampler's KU: taps * n_mel mel values, then its bias column) -> Wf[r] = F[r][:, :k_mel] in
+// act_t, and the phase's gate bias bf[r] = gate_b + F[r][:, k_mel] in plain channel order
+// (tanh 0..C-1, sigmoid C..2C-1), as the epilogue reads it.
+extern "C" __global__ void wg_fold_finish(const float* __restrict__ F, int phases, int c2, int ku, int k_mel,
+                                          const float* __restrict__ gate_b, act_t* __restrict__ wf,
+                                          float* __restrict__ bf) {
+    const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long n_w = (long)phases * c2 * k_mel;
+    if (i < n_w) {
+        const long row = i / k_mel;
+        from_f(wf[i], F[row * ku + i % k_mel]);
+    } else if (i < n_w + (long)phases * c2) {
+        const long row = i - n_w;  // phase r, interleaved row n
+        const int r = (int)(row / c2), n = (int)(row % c2);
+        const int ch = (n & 1) * (c2 / 2) + n / 2;
+        bf[(long)r * c2 + ch] = gate_b[ch] + F[row * ku + k_mel];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // z ~ N(0, sigma^2) from Philox4x32-10 (counter = element index / 4, key = seed) and Box-Muller:
 // the same numbers for the same seed on any GPU and any launch shape.
 __device__ __forceinline__ void philox_round(unsigned (&c)[4], unsigned k0, unsigned k1) {

@@ -28,6 +28,15 @@
 // of both blocks released it. Measured no faster than blocks alone (docs/gpu-notes.md, session 9):
 // L2 bandwidth is not what limits this kernel; kept for the layer kernel that will need clusters.
 //
+// GG_FOLD (the cond folding, docs/gpu-notes.md session 10): a group step t = P q + r (P = 256/G
+// phases per mel frame) takes its cond input from mel frames q-3 .. q through the upsampler's phase-r
+// rows, so cond_layer . upsample folds into one matrix per phase, Wf[r] = W_cond U_r (2C x 4 n_mel,
+// made on the device when the engine loads; its bias column goes into a per-phase gate bias).
+// K is then [3C taps of XS | 4 n_mel of the mel's im2col] = 768 + 320 instead of 768 + 640 (-23 % of
+// the layer GEMM's MACs at NVIDIA's sizes), and the upsample GEMM and XS's cond columns go away. The
+// price: a tile must hold one phase, so tiles are 128 frames q of one phase r (XS read as a 3-D
+// tensor [q][r][K], row t = P q + r), and Wf costs 10.5 MB per layer (1 GB at 256 channels).
+//
 // XS rows past the tensor map's rows are zero-filled by TMA, and their acts are not stored.
 //
 // Built only for sm_90a (wgmma, setmaxnreg): on any other target this file compiles to nothing, and
@@ -107,6 +116,14 @@ __device__ __forceinline__ void gg_tma_load(unsigned dst, const GgTensorMap* map
         : "memory");
 }
 
+__device__ __forceinline__ void gg_tma_load_3d(unsigned dst, const GgTensorMap* map, int c0, int c1, int c2,
+                                               unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+        ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
 // wgmma shared-memory matrix descriptor: K-major tile of 8-row x 128-byte swizzle atoms stacked
 // along M/N (stride 1024 bytes), 128-byte swizzle. Stepping K by 16 halves inside the 64-wide row
 // is +32 bytes on the start address (the swizzle is applied to the address bits, the atom being
@@ -131,7 +148,18 @@ __device__ __forceinline__ void gg_wgmma_m64n256k16(float (&d)[128], unsigned lo
 
 extern "C" __global__ void __launch_bounds__(GG_THREADS, 1)
 wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ GgTensorMap map_b, int n_rows,
-             int k_total, int c, const float* __restrict__ gate_bias, __half* __restrict__ acts) {
+             int k_total, int c, const float* __restrict__ gate_bias, __half* __restrict__ acts
+#ifdef GG_FOLD
+             // map_a: XS's taps as [frames][phases][3C]; map_m: the mel im2col [frames][4 n_mel];
+             // map_f: the folded weights [phases * 2C][4 n_mel]; n_rows counts frames, k_total the
+             // taps' K; gate_bias is [phases][2C]
+             , const __grid_constant__ GgTensorMap map_m, const __grid_constant__ GgTensorMap map_f, int k_mel,
+             int phases
+#endif
+) {
+#if defined(GG_FOLD) && GG_CLUSTER > 1
+#error "GG_FOLD runs without clusters"
+#endif
     // no static shared memory: the dynamic block starts at the window's base, 1024-byte aligned as
     // TMA's 128-byte swizzle needs (checked below)
     extern __shared__ __align__(1024) unsigned char smem[];
@@ -140,10 +168,18 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
     const unsigned full0 = gg_smem(bars), empty0 = gg_smem(bars + GG_STAGES);
     const int n_col_tiles = 2 * c / GG_BN;
     // work unit: GG_CLUSTER row tiles (one per block of a cluster) x one column tile
-    const int n_units = (n_rows + GG_CLUSTER * GG_BM - 1) / (GG_CLUSTER * GG_BM) * n_col_tiles;
+    const int n_row_tiles = (n_rows + GG_CLUSTER * GG_BM - 1) / (GG_CLUSTER * GG_BM);
+#ifdef GG_FOLD
+    // unit = (phase, frame tile, column tile), phase-major so that the blocks running together share
+    // few phases' folded weights in L2
+    const int n_units = phases * n_row_tiles * n_col_tiles;
+    const int nk_taps = k_total / GG_BK, nk = nk_taps + (k_mel + GG_BK - 1) / GG_BK;
+#else
+    const int n_units = n_row_tiles * n_col_tiles;
+    const int nk = k_total / GG_BK;
+#endif
     const int unit0 = blockIdx.x / GG_CLUSTER, unit_step = gridDim.x / GG_CLUSTER;
     const int rank = GG_CLUSTER > 1 ? (int)gg_cluster_rank() : 0;
-    const int nk = k_total / GG_BK;
     const int wg = threadIdx.x / 128;
 
     if (threadIdx.x == 0) {
@@ -168,18 +204,28 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
         if (threadIdx.x == 0) {
             int it = 0;
             for (int u = unit0; u < n_units; u += unit_step) {
-                const int m0 = ((u / n_col_tiles) * GG_CLUSTER + rank) * GG_BM, n0 = (u % n_col_tiles) * GG_BN;
+                const int m0 = ((u / n_col_tiles) % n_row_tiles * GG_CLUSTER + rank) * GG_BM, n0 = (u % n_col_tiles) * GG_BN;
                 for (int k = 0; k < nk; ++k, ++it) {
                     const int s = it % GG_STAGES, use = it / GG_STAGES;
                     if (use > 0) gg_bar_wait(empty0 + 8 * s, (use - 1) & 1);
                     const unsigned a = gg_smem(smem + s * GG_STAGE_BYTES);
                     gg_bar_expect(full0 + 8 * s, GG_STAGE_BYTES);
+#ifdef GG_FOLD
+                    const int ph = u / (n_col_tiles * n_row_tiles);
+                    if (k < nk_taps) {
+                        gg_tma_load_3d(a, &map_a, k * GG_BK, ph, m0, full0 + 8 * s);
+                        gg_tma_load(a + GG_A_BYTES, &map_b, k * GG_BK, n0, full0 + 8 * s);
+                    } else {
+                        gg_tma_load(a, &map_m, (k - nk_taps) * GG_BK, m0, full0 + 8 * s);
+                        gg_tma_load(a + GG_A_BYTES, &map_f, (k - nk_taps) * GG_BK, ph * 2 * c + n0, full0 + 8 * s);
+                    }
+#elif GG_CLUSTER > 1
                     gg_tma_load(a, &map_a, k * GG_BK, m0, full0 + 8 * s);
-#if GG_CLUSTER > 1
                     gg_tma_load_multicast(a + GG_A_BYTES + rank * (GG_B_BYTES / GG_CLUSTER), &map_b, k * GG_BK,
                                           n0 + rank * (GG_BN / GG_CLUSTER), full0 + 8 * s,
                                           (unsigned short)((1 << GG_CLUSTER) - 1));
 #else
+                    gg_tma_load(a, &map_a, k * GG_BK, m0, full0 + 8 * s);
                     gg_tma_load(a + GG_A_BYTES, &map_b, k * GG_BK, n0, full0 + 8 * s);
 #endif
                 }
@@ -202,7 +248,14 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
         };
         int it = 0;
         for (int u = unit0; u < n_units; u += unit_step) {
-            const int m0 = ((u / n_col_tiles) * GG_CLUSTER + rank) * GG_BM, nt = u % n_col_tiles;
+            const int m0 = ((u / n_col_tiles) % n_row_tiles * GG_CLUSTER + rank) * GG_BM, nt = u % n_col_tiles;
+#ifdef GG_FOLD
+            const int ph = u / (n_col_tiles * n_row_tiles);
+            const float* bias = gate_bias + ph * 2 * c;  // the phase's bias (its cond bias folded in)
+#else
+            const int ph = 0;
+            const float* bias = gate_bias;
+#endif
             float d[128];
 #pragma unroll
             for (int i = 0; i < 128; ++i) d[i] = 0.0f;
@@ -224,8 +277,8 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
             release(it - 1);
 
             // epilogue: gate in registers -> fp16 acts staged in shared memory -> 16-byte stores
-            const float* bt = gate_bias + nt * (GG_BN / 2);
-            const float* bs = gate_bias + c + nt * (GG_BN / 2);
+            const float* bt = bias + nt * (GG_BN / 2);
+            const float* bs = bias + c + nt * (GG_BN / 2);
 #pragma unroll
             for (int q = 0; q < 32; ++q) {
                 const int j = 4 * q + lane % 4;  // channel within the tile: columns 2j (tanh), 2j + 1 (sigmoid)
@@ -240,9 +293,14 @@ wg_gemm_gate(const __grid_constant__ GgTensorMap map_a, const __grid_constant__ 
 #pragma unroll
             for (int rr = 0; rr < 8; ++rr) {
                 const int row = rr * 8 + tid / 16, seg = tid % 16;
-                const int t = m0 + cw * 64 + row;
-                if (t < n_rows)
-                    *reinterpret_cast<uint4*>(acts + (long)t * c + nt * (GG_BN / 2) + seg * 8) =
+                const int q = m0 + cw * 64 + row;
+#ifdef GG_FOLD
+                const long t = (long)q * phases + ph;  // frame q, phase ph -> group step
+#else
+                const long t = q + ph;
+#endif
+                if (q < n_rows)
+                    *reinterpret_cast<uint4*>(acts + t * c + nt * (GG_BN / 2) + seg * 8) =
                         *reinterpret_cast<const uint4*>(st + row * GG_LDS + seg * 8);
             }
             asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // staging free for the next tile

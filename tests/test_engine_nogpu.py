@@ -193,14 +193,32 @@ def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, 
     fused, groups, rows = want
     assert wg.fused is fused
     defines = next(r["defines"] for r in ctx.requests if r["sources"] == ["waveglow.cu"])
-    # wg_gemm_gate (opt-in) is planned for sm_90a where the fused layer runs on sm_90, refused elsewhere
-    assert "WG_ACTS_IN" not in defines
-    assert not wg.gemm_gate and not any(r["sources"] == ["wg_gemm_gate.cu"] for r in ctx.requests)
-    if fused and arch == "sm_90":
-        WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)
+    # wg_gemm_gate with the cond folded is the default where the fused layer runs on sm_90 (planned
+    # for sm_90a), refused elsewhere
+    gg = fused and arch == "sm_90"
+    assert wg.gemm_gate is gg and wg.fold is gg
+    assert ("WG_ACTS_IN" in defines) is gg
+    gg_requests = [r for r in ctx.requests if r["sources"] == ["wg_gemm_gate.cu"]]
+    assert gg_requests == ([{"sources": ["wg_gemm_gate.cu"], "defines": {"GG_CLUSTER": 1, "GG_FOLD": 1},
+                             "name_expressions": [], "arch": "sm_90a"}] if gg else [])
+    if gg:
+        defines = {k: v for k, v in defines.items() if k != "WG_ACTS_IN"}
+        WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=False)  # cuBLAS's GEMM
+        assert ctx.requests[-1]["defines"] == defines
+        WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True, fold_cond=False)
         assert ctx.requests[-1] == {"sources": ["wg_gemm_gate.cu"], "defines": {"GG_CLUSTER": 1},
                                     "name_expressions": [], "arch": "sm_90a"}
-        assert ctx.requests[-2]["defines"] == {**defines, "WG_ACTS_IN": 1}  # its fused layer takes acts
+        # its fused layer takes acts (the same build as the default's)
+        assert {**defines, "WG_ACTS_IN": 1} in [r["defines"] for r in ctx.requests if r["sources"] == ["waveglow.cu"]]
+        # the cond folded into the GEMM: its own build of wg_gemm_gate; on a recording context the
+        # folded weights are only declared (one (P 2C) x 4 n_mel matrix and P x 2C biases per layer)
+        wf = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True, fold_cond=True)
+        assert wf.flows[0]["layers"][0]["w_fold"].shape == (32 * 2 * channels, 320)
+        assert wf.flows[0]["layers"][0]["b_fold"].shape == (32, 2 * channels)
+        assert not WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate_cluster=2).fold
+        for bad in (dict(gemm_gate=False, fold_cond=True), dict(gemm_gate=True, gemm_gate_cluster=2, fold_cond=True)):
+            with pytest.raises(ValueError, match="fold_cond"):
+                WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), **bad)
     else:
         with pytest.raises(ValueError, match="sm_90"):
             WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)

@@ -2,7 +2,7 @@
 the benchmark size: 580 mel frames (148,480 samples), batch 1. Device events, warm-up first, median
 of many runs; the WaveGlow is also timed as a replayed CUDA graph (one launch instead of ~380).
 
-    python tests/gpu/bench_stages.py [--reps 30]
+    python tests/gpu/bench_stages.py [--reps 30] [--only "folded,2 groups x 16"]
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="also time this batch of --frames each (1: skip)")
     ap.add_argument("--only-fp16", action="store_true")
     ap.add_argument("--skip-others", action="store_true", help="WaveGlow only (no denoiser/encoder/postnet)")
+    ap.add_argument("--only", default="", help="comma-separated parts of WaveGlow variant names: time only "
+                    "those, and per op only what they run")
     args = ap.parse_args()
     ctx = GpuContext()
     print(f"device: {ctx.name} ({ctx.sm_count} SMs), cuBLAS {ctx.blas.version()}")
@@ -83,8 +85,10 @@ def main() -> int:
     c = cfg.wn_n_channels
     flops = 2.0 * T * cfg.n_flows * (cfg.wn_n_layers * (2 * c * (3 * c + 640)) + (cfg.wn_n_layers - 1) * c * c)
     variants = [  # (name, fp16, WaveGlowGpu kwargs)
-        ("FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows (default)", True, dict(fused=True)),
-        ("FP16 wg_gemm_gate + fused (sm_90)", True, dict(fused=True, gemm_gate=True)),
+        ("FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows", True, dict(fused=True, gemm_gate=False)),
+        ("FP16 wg_gemm_gate + fused (sm_90)", True, dict(fused=True, gemm_gate=True, fold_cond=False)),
+        ("FP16 wg_gemm_gate, cond folded + fused (sm_90, default there)", True, dict(fused=True, gemm_gate=True,
+                                                                                   fold_cond=True)),
         ("FP16 wg_gemm_gate in clusters of 2 + fused (sm_90)", True, dict(fused=True, gemm_gate=True,
                                                                           gemm_gate_cluster=2)),
         ("FP16 cuBLAS GEMM + fused, h fp16, 1 group x 32 rows", True, dict(fused=True, fused_groups=1,
@@ -95,7 +99,9 @@ def main() -> int:
         ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
     ]
     if args.only_fp16:
-        variants = variants[:6]
+        variants = variants[:7]
+    if args.only:
+        variants = [v for v in variants if any(p in v[0] for p in args.only.split(","))]
     packed = {fp16: PackedWaveGlow.from_weights(cfg, w, fp16=fp16) for fp16 in {v[1] for v in variants}}
     by_name = {}
     for name, fp16, kw in variants:
@@ -129,14 +135,25 @@ def main() -> int:
         del g
     # per-op breakdown at batch 1 (each op alone, 20 back-to-back launches per timing)
     wg_gg = by_name.get("FP16 wg_gemm_gate + fused (sm_90)")
-    wf = by_name["FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows (default)"]
+    wg_fold = by_name.get("FP16 wg_gemm_gate, cond folded + fused (sm_90, default there)")
+    ops = {}
+    if wg_fold is not None:
+        lfo = wg_fold.flows[0]["layers"][0]
+        ops["wg_gemm_gate folded [taps|mel] 512x(768+320) + gate"] = lambda: wg_fold._layer_gemm_gate(
+            wg_fold._buf, T, 3 * c, lfo)
+    if args.only:  # no per-op table beyond the variants timed
+        for k, fn in ops.items():
+            m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
+            rows.append((f"  {k} (x1)", m / 20, b_ / 20, float("nan")))
+        _print(rows)
+        return 0
+    wf = by_name["FP16 cuBLAS GEMM + fused, h fp16, 2 groups x 16 rows"]
     wu = by_name["FP16 unfused (gate/res GEMM/residual)"]
     kc = 3 * c + 640
     lf, lu = wf.flows[0]["layers"][0], wu.flows[0]["layers"][0]
     bf, bu = wf._buf, wu._buf
     wh = by_name["FP16 cuBLAS GEMM + fused, h fp32"]
     w1 = by_name["FP16 cuBLAS GEMM + fused, h fp16, 1 group x 32 rows"]
-    ops = {}
     if wg_gg is not None:
         lg = wg_gg.flows[0]["layers"][0]
         ops["wg_gemm_gate [taps|cond] 512x1408 + gate"] = lambda: wg_gg._layer_gemm_gate(wg_gg._buf, T, kc, lg)

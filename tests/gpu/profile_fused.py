@@ -41,7 +41,7 @@ def main() -> int:
     wg.infer(mel, [args.frames] * args.batch, sigma=0.6, seed=1)
     ctx.synchronize()
     print(f"fused groups {wg.fused_groups}, rows {wg.fused_rows}, shared memory {wg.fused_smem} B, "
-          f"wg_gemm_gate {wg.gemm_gate}")
+          f"wg_gemm_gate {wg.gemm_gate}, cond folded {wg.fold}")
     return 0
 
 

@@ -33,7 +33,7 @@ gpu_or_skip()
 from tts_desktop.engine.denoiser import DenoiserGpu  # noqa: E402
 from tts_desktop.engine.runtime import GpuContext  # noqa: E402
 from tts_desktop.engine.stage_util import launch  # noqa: E402
-from tts_desktop.engine.waveglow import (PackedWaveGlow, WaveGlowGpu, gemm_gate_supported,  # noqa: E402
+from tts_desktop.engine.waveglow import (PackedWaveGlow, WaveGlowGpu, _round8, gemm_gate_supported,  # noqa: E402
                                          interleave_gate_rows, noise_channel_order, pack_fused_b)
 from tts_desktop.model.config import WaveGlowConfig  # noqa: E402
 from tts_desktop.model.denoiser import Denoiser  # noqa: E402
@@ -211,7 +211,7 @@ def test_gemm_gate_kernel(ctx, request, net, rows, cluster):
     cfg, w, _ = request.getfixturevalue(net)
     _gemm_gate_or_skip(ctx, cfg)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True,
-                     gemm_gate_cluster=cluster)
+                     gemm_gate_cluster=cluster, fold_cond=False)
     rng = np.random.default_rng(rows)
     c, K = cfg.wn_n_channels, cfg.wn_kernel_size
     kc = K * c + 80 * cfg.n_group
@@ -233,6 +233,56 @@ def test_gemm_gate_kernel(ctx, request, net, rows, cluster):
     assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past n_rows must not be written"
 
 
+@pytest.mark.parametrize("net", ["full", "demo"])
+@pytest.mark.parametrize("frames", [1, 4, 5, 127, 128, 129, 580])
+def test_gemm_gate_fold_kernel(ctx, request, net, frames):
+    """wg_gemm_gate with the cond folded (GG_FOLD): the layer's acts from XS's taps and the mel's
+    im2col through the per-phase folded weights, which WaveGlowGpu makes on the device from the
+    packed (fp16) cond_layer and upsampler weights, against the unfolded product in float64 of the
+    same fp16 values: y[P q + r] = W_taps XS[P q + r] + W_cond (U_r cols[q]) + gate_b. Random XS,
+    im2col and weights; frame counts around the 128-frame tile and a batch-1 size; acts rows past
+    frames * P must stay as poisoned, and XS rows past them hold NaN that must not reach a stored act.
+    FP16 bound as test_gemm_gate_kernel's, 2e-3 (expected ~4e-4: the acts' rounding, tanh.approx's,
+    and the folded weights' one fp16 rounding); a wrong phase, frame or K segment gives errors of
+    order 1."""
+    cfg, w, _ = request.getfixturevalue(net)
+    _gemm_gate_or_skip(ctx, cfg)
+    packed = PackedWaveGlow.from_weights(cfg, w, fp16=True)
+    rng = np.random.default_rng(frames)
+    c, K, g = cfg.wn_n_channels, cfg.wn_kernel_size, cfg.n_group
+    P, kt, n_mel = 256 // g, K * c, packed.n_mel
+    kcond = n_mel * g
+    # the layer under test: random taps and cond weights (cond rows scaled so that both parts count)
+    wcat = np.concatenate([rng.standard_normal((2 * c, kt)) / np.sqrt(kt),
+                           rng.standard_normal((2 * c, kcond)) / np.sqrt(kcond)], axis=1).astype(np.float16)
+    gb = (rng.standard_normal(2 * c) * 0.5).astype(np.float32)
+    packed.flows[0]["layers"][0].update(wcat=wcat, gate_b=gb)
+    wg = WaveGlowGpu(ctx, packed, gemm_gate=True, fold_cond=True)
+    layer = wg.flows[0]["layers"][0]
+    rows = frames * P
+    buf = wg._buffers(rows + 4 * P, frames + 4)
+    assert buf.ld == _round8(kt)
+    xs = rng.standard_normal((buf.rows, buf.ld)).astype(np.float16)
+    xs[rows:] = np.nan
+    cols = np.zeros((buf.frames, packed.ku), np.float16)
+    cols[:, : 4 * n_mel] = rng.standard_normal((buf.frames, 4 * n_mel))
+    cols[:, 4 * n_mel] = 1.0  # the upsampler's bias column, as wg_upsample_cols writes it
+    buf.xs.copy_from(xs)
+    buf.cols.copy_from(cols)
+    buf.y.poison()
+    wg._layer_gemm_gate(buf, rows, kt, layer)
+    up = packed.up_w.astype(np.float64).reshape(P, kcond, packed.ku)
+    cond = np.einsum("qk,rik->qri", cols[:frames].astype(np.float64), up).reshape(rows, kcond)  # row P q + r
+    y = xs[:rows, :kt].astype(np.float64) @ wcat[:, :kt].astype(np.float64).T + cond @ wcat[:, kt:].astype(
+        np.float64).T + gb
+    ref = np.tanh(y[:, :c]) / (1 + np.exp(-y[:, c:]))
+    got = buf.y.to_host()
+    err = rel_l2(got[:rows], ref)
+    print(f"wg_gemm_gate folded {net} frames {frames}: {err:.2e}")
+    assert err < 2e-3
+    assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past the frames must not be written"
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("net", ["full", "demo"])
 @pytest.mark.parametrize("h_half,has_res,grid,acts_in", [(False, True, 5, False), (True, True, 7, False),
@@ -249,7 +299,7 @@ def test_fused_layer_kernel(ctx, request, net, h_half, has_res, grid, groups, ac
     if acts_in:
         _gemm_gate_or_skip(ctx, cfg)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=True, h_half=h_half,
-                     fused_groups=groups, gemm_gate=acts_in)
+                     fused_groups=groups, gemm_gate=acts_in, fold_cond=False)
     assert wg.fused_groups == groups and wg.fused_rows == 32 // groups
     rng = np.random.default_rng(6)
     c, g, K, d, n_out = cfg.wn_n_channels, cfg.n_group, cfg.wn_kernel_size, 16, 6
@@ -338,13 +388,15 @@ def _ragged_case(full, batch):
 def test_full_waveglow_ragged_given_z(ctx, full, batch):
     cfg, w, lengths, mel, z, sigma, ref = _ragged_case(full, batch)
     errs = {}
-    # FP32; FP16 as run by default (cuBLAS's GEMM, then the fused layer in two groups of warps, h kept
-    # fp16); FP16 fused with h float32; FP16 fused in one group of 16 warps; on sm_90 FP16 with the
-    # gate in wg_gemm_gate's epilogue ("gg"), alone and in clusters of two ("gg2")
+    # FP32; FP16 as run by default (the layer GEMM: on sm_90 wg_gemm_gate with the cond folded, else
+    # cuBLAS's; then the fused layer in two groups of warps, h kept fp16); FP16 fused with h float32;
+    # FP16 fused in one group of 16 warps; on sm_90 also cuBLAS's GEMM ("cublas") and wg_gemm_gate
+    # unfolded, alone ("gg") and in clusters of two ("gg2")
     cases = [(False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False)),
              ("g1", True, dict(fused_groups=1))]
     if gemm_gate_supported(cfg, ctx.cc, ctx.max_shared_per_block):
-        cases += [("gg", True, dict(gemm_gate=True)), ("gg2", True, dict(gemm_gate=True, gemm_gate_cluster=2))]
+        cases += [("cublas", True, dict(gemm_gate=False)), ("gg", True, dict(gemm_gate=True, fold_cond=False)),
+                  ("gg2", True, dict(gemm_gate=True, gemm_gate_cluster=2))]
     for key, fp16, kw in cases:
         wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
@@ -356,11 +408,13 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
             assert not got[b, n * 256:].any(), "samples past an item's length must be zero"
     print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
           f"fp16 (wg_gemm_gate) {errs.get('gg', float('nan')):.2e} (clusters) {errs.get('gg2', float('nan')):.2e} "
+          f"fp16 (cuBLAS GEMM) {errs.get('cublas', float('nan')):.2e} "
           f"fp16 (h fp32) {errs['h32']:.2e} fp16 (1 group) {errs['g1']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
     assert errs.get("gg", 0.0) < FP16_TOL
     assert errs.get("gg2", 0.0) < FP16_TOL
+    assert errs.get("cublas", 0.0) < FP16_TOL
     assert errs["h32"] < FP16_TOL
     assert errs["g1"] < FP16_TOL
 
@@ -382,7 +436,7 @@ def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
 
 
 @pytest.mark.parametrize("h_half,groups,gemm_gate", [(True, 1, False), (False, 1, False), (True, 2, False),
-                                                     (True, 2, True)])
+                                                     (True, 2, True), (True, 2, "fold")])
 def test_fp16_fused_is_reproducible(ctx, full, h_half, groups, gemm_gate):
     """Same input, same bits (the fused kernel reduces its skip partials in a fixed order; each of
     wg_gemm_gate's accumulators sums its K steps in one order)."""
@@ -393,7 +447,7 @@ def test_fp16_fused_is_reproducible(ctx, full, h_half, groups, gemm_gate):
     if gemm_gate:
         _gemm_gate_or_skip(ctx, cfg)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half, fused_groups=groups,
-                     gemm_gate=gemm_gate)
+                     gemm_gate=bool(gemm_gate), fold_cond=gemm_gate == "fold")
     assert wg.fused
     a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()

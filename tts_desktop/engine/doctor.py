@@ -91,14 +91,15 @@ def _compile_all(arch: str) -> list[dict[str, Any]]:
     results = []
     # files the engine builds for the architecture-specific target too (sm_90 -> sm_90a: wgmma); for
     # other targets such a file compiles to an empty module
-    targets = [(f, arch) for f in kernel_files()]
-    targets += [(f, arch + "a") for f in kernel_files() if arch == "sm_90" and f.name in SM90A_KERNELS]
-    for f, target in targets:
+    targets = [(f, arch, {}) for f in kernel_files()]
+    targets += [(f, arch + "a", d) for f in kernel_files() if arch == "sm_90" and f.name in SM90A_KERNELS
+                for d in SM90A_KERNELS[f.name]]
+    for f, target, defines in targets:
         t0 = time.perf_counter()
         log: list[str] = []
-        name = f.name if target == arch else f"{f.name} ({target})"
+        name = f.name if target == arch else f"{f.name} ({target}{''.join(f', {k}' for k in defines)})"
         try:
-            obj = compile_cuda([f], target, log=log)
+            obj = compile_cuda([f], target, defines, log=log)
             results.append({"kernel": name, "ok": True, "cubin_bytes": len(obj.code),
                             "seconds": round(time.perf_counter() - t0, 3),
                             "warnings": "".join(log).strip()[:2000]})

@@ -126,11 +126,10 @@ def fused_supported(config: WaveGlowConfig) -> bool:
 
 # kernels/wg_gemm_gate.cu (sm_90a): the layer GEMM with the gate in its epilogue. Tile 128 rows x 256
 # interleaved columns, K in steps of 64 through GG_STAGES shared-memory stages.
-# Off by default: on the H100 it ties with cuBLAS + the gate in wg_layer_fused at batch 32 (WaveGlow
-# 243.0-243.7 vs 247.2-248.6 ms median, 239.6-240.2 vs 239.3-243.0 best, tests/gpu/bench_stages.py)
-# and loses at batch 1 (9.06-9.19 vs 8.71-8.83 ms as a graph: 290 tiles are 2.2 rounds of 132 blocks).
-# It is the first half of the layer kernel that also runs the res GEMM and the residual in its
-# epilogue (docs/gpu-notes.md, session 9).
+# Unfolded, it ties with cuBLAS + the gate in wg_layer_fused at batch 32 and loses at batch 1 (session
+# 9). With the cond folded (GG_FOLD, which only an own GEMM can pick per tile) it is the default on
+# sm_90: WaveGlow FP16 on the H100 8.07 vs 9.06 ms at batch 1 (graph) and 218.8 vs 248.8 ms at batch 32
+# (docs/gpu-notes.md, session 10).
 GG_BM, GG_BN, GG_BK, GG_STAGES, GG_THREADS = 128, 256, 64, 4, 384
 
 
@@ -158,26 +157,33 @@ def interleave_gate_rows(w: np.ndarray) -> np.ndarray:
 
 
 class _CudaArray:
-    """The __cuda_array_interface__ of rows x cols of a row-major device matrix (row stride `ld`
-    elements): what cuda.core's StridedMemoryView, and so its TMA descriptors, are made from."""
+    """The __cuda_array_interface__ of a strided view of device memory (shape and strides in
+    elements, row-major order): what cuda.core's StridedMemoryView, and so its TMA descriptors, are
+    made from."""
 
-    def __init__(self, ptr: int, rows: int, cols: int, ld: int, dtype) -> None:
+    def __init__(self, ptr: int, shape: tuple[int, ...], strides: tuple[int, ...], dtype) -> None:
         dt = np.dtype(dtype)
-        self.__cuda_array_interface__ = {"shape": (rows, cols), "strides": (ld * dt.itemsize, dt.itemsize),
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "strides": tuple(s * dt.itemsize for s in strides),
                                          "typestr": dt.str, "data": (int(ptr), False), "version": 3}
 
 
-def tensor_map(a: DeviceArray, cols: int, box_rows: int):
+def tensor_map(a: DeviceArray, cols: int, box_rows: int, phases: int = 0):
     """A TMA descriptor over a 2-D DeviceArray's first `cols` columns: boxes of box_rows x GG_BK
-    (one 128-byte swizzle row of fp16 per box row), zero fill outside."""
+    (one 128-byte swizzle row of fp16 per box row), zero fill outside. phases > 0: the rows read as
+    [rows / phases][phases] (frame, phase), boxes of box_rows frames x 1 phase (wg_gemm_gate's
+    GG_FOLD reads one phase's rows)."""
     from cuda.core import TensorMapDescriptorOptions
     from cuda.core._tensor_map import TensorMapSwizzle  # cuda.core 1.2 exports the enum nowhere else
     from cuda.core.utils import StridedMemoryView
 
     rows, ld = a.shape
-    view = StridedMemoryView.from_cuda_array_interface(_CudaArray(a.ptr, rows, cols, ld, a.dtype), -1)
-    return view.as_tensor_map(options=TensorMapDescriptorOptions(box_dim=(box_rows, GG_BK),
-                                                                 swizzle=TensorMapSwizzle.SWIZZLE_128B))
+    if phases:
+        arr = _CudaArray(a.ptr, (rows // phases, phases, cols), (phases * ld, ld, 1), a.dtype)
+        box = (box_rows, 1, GG_BK)
+    else:
+        arr, box = _CudaArray(a.ptr, (rows, cols), (ld, 1), a.dtype), (box_rows, GG_BK)
+    view = StridedMemoryView.from_cuda_array_interface(arr, -1)
+    return view.as_tensor_map(options=TensorMapDescriptorOptions(box_dim=box, swizzle=TensorMapSwizzle.SWIZZLE_128B))
 
 
 def pack_fused_b(w_res: np.ndarray | None, w_es: np.ndarray) -> np.ndarray:
@@ -277,15 +283,16 @@ class _Buffers:
     """Device scratch for one total row count (grown on demand, reused across calls)."""
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int, fused: bool = False,
-                 gemm_gate: bool = False):
+                 gemm_gate: bool = False, fold: bool = False):
         cfg = packed.config
         c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
         self.rows, self.frames = rows, frames
-        self.ld = _round8(cfg.wn_kernel_size * c + packed.n_mel * g)
+        # XS: the taps of h, then the cond columns (none with the cond folded: the GEMM reads the im2col)
+        self.ld = _round8(cfg.wn_kernel_size * c + (0 if fold else packed.n_mel * g))
         self.xs = ctx.zeros((rows, self.ld), act)  # pad columns stay zero; GEMMs never read them anyway
         # the layer GEMM's output: Y (2C pre-activations), or with gemm_gate the C gated acts
         self.y = ctx.empty((rows, c if gemm_gate else 2 * c), act)
-        self.tm_xs = None  # wg_gemm_gate's TMA descriptor of xs, made at first use
+        self.tm_xs = self.tm_cols = None  # wg_gemm_gate's TMA descriptors of xs and cols, made at first use
         # acts and res output exist only on the unfused path (wg_layer_fused keeps them on chip)
         self.a = None if fused else ctx.empty((rows, c), act)
         self.r = None if fused else ctx.empty((rows, c), act)
@@ -301,7 +308,8 @@ class WaveGlowGpu:
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
                  h_half: bool = True, fused_rows: int | None = None, fused_groups: int | None = None,
-                 tf32: bool = False, gemm_gate: bool = False, gemm_gate_cluster: int = 1):
+                 tf32: bool = False, gemm_gate: bool | None = None, gemm_gate_cluster: int = 1,
+                 fold_cond: bool | None = None):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
@@ -311,10 +319,14 @@ class WaveGlowGpu:
         or 32; default 16 with two groups, 32 with one). With fused=None the unfused path is taken
         where no fused shape fits the GPU's shared memory.
         tf32 (FP32 engine only): the cuBLAS GEMMs on TF32 tensor cores (see the module doc).
-        gemm_gate (fused FP16 on sm_90 only; off by default, see GG_BM's comment): the layer GEMM as
+        gemm_gate (fused FP16 on sm_90 only; default there, see GG_BM's comment): the layer GEMM as
         kernels/wg_gemm_gate.cu, with the gate in its epilogue, instead of cuBLAS.
         gemm_gate_cluster 2: its blocks in pairs that share each weight tile (TMA multicast; measured
-        no faster), 1: each block alone."""
+        no faster), 1: each block alone.
+        fold_cond (with gemm_gate, blocks alone): cond_layer . upsample folded into one matrix per
+        phase and layer, made on the device here (wg_gemm_gate.cu's GG_FOLD; 1 GB at 256 channels):
+        the layer GEMM's K drops from 3C + 8 n_mel to 3C + 4 n_mel and the upsample GEMM goes.
+        Default: on wherever wg_gemm_gate runs alone."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
         self.tf32 = bool(tf32)
@@ -339,9 +351,13 @@ class WaveGlowGpu:
         self.h_half = bool(h_half) and self.fused
         if gemm_gate_cluster not in (1, 2):
             raise ValueError("gemm_gate_cluster must be 1 or 2")
-        if gemm_gate and not (self.fused and gemm_gate_supported(cfg, ctx.cc, limit)):
+        gg_ok = self.fused and gemm_gate_supported(cfg, ctx.cc, limit)
+        if gemm_gate and not gg_ok:
             raise ValueError("wg_gemm_gate needs the fused FP16 layer on an sm_90 GPU and 2C a multiple of 256")
-        self.gemm_gate = bool(gemm_gate)
+        self.gemm_gate = gg_ok if gemm_gate is None else bool(gemm_gate)
+        if fold_cond and not (self.gemm_gate and gemm_gate_cluster == 1):
+            raise ValueError("fold_cond needs gemm_gate with gemm_gate_cluster 1")
+        self.fold = (self.gemm_gate and gemm_gate_cluster == 1) if fold_cond is None else bool(fold_cond)
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
             defines["ACT_HALF"] = 1
@@ -353,7 +369,8 @@ class WaveGlowGpu:
                 defines["WG_ACTS_IN"] = 1  # the fused layer starts from wg_gemm_gate's acts
         self.mod = ctx.compile(["waveglow.cu"], defines)
         self.gg_cluster = gemm_gate_cluster
-        self.k_gg = ctx.compile(["wg_gemm_gate.cu"], {"GG_CLUSTER": gemm_gate_cluster},
+        gg_defines = {"GG_CLUSTER": gemm_gate_cluster, **({"GG_FOLD": 1} if self.fold else {})}
+        self.k_gg = ctx.compile(["wg_gemm_gate.cu"], gg_defines,
                                 arch=ctx.arch + "a").kernel("wg_gemm_gate") if self.gemm_gate else None
         self.k_cols = self.mod.kernel("wg_upsample_cols")
         self.k_noise = self.mod.kernel("wg_noise")
@@ -371,7 +388,12 @@ class WaveGlowGpu:
                                   ctx.to_device(interleave_gate_rows(v) if key == "wcat" and self.gemm_gate else v))
                             for key, v in layer.items()}
                            for layer in f["layers"]]
+            if self.fold:
+                for dl, layer in zip(d["layers"], f["layers"]):
+                    dl["w_fold"], dl["b_fold"] = self._fold_cond(layer["wcat"], dl["gate_b"])
             self.flows.append(d)
+        if self.fold:
+            self.up_w = None  # only the fold read it
         self._buf: _Buffers | None = None
         self._off_cache: dict[tuple[int, ...], tuple[DeviceArray, DeviceArray]] = {}
         self._dt = CUDA_R_16F if packed.fp16 else CUDA_R_32F
@@ -381,16 +403,55 @@ class WaveGlowGpu:
         b = self._buf
         if b is None or b.rows < rows or b.frames < frames:
             self._buf = None  # free the old scratch first
-            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused, self.gemm_gate)
+            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused, self.gemm_gate, self.fold)
         return self._buf
 
+    def _fold_cond(self, wcat: np.ndarray, gate_b: DeviceArray) -> tuple[DeviceArray, DeviceArray]:
+        """One layer's folded cond weights Wf = [W_cond U_r for each phase r] ((P 2C) x 4 n_mel, fp16,
+        rows interleaved as wg_gemm_gate wants them) and per-phase gate biases bf (P x 2C float32,
+        gate_b + W_cond times the upsampler's bias column): one strided-batched GEMM of the fp16
+        W_cond and upsampler with FP32 accumulation and output, then wg_fold_finish rounds once. On
+        a recording context (engine build, no device) only the arrays are declared."""
+        ctx, pk, cfg = self.ctx, self.packed, self.config
+        P, c2 = UPSAMPLE_STRIDE // cfg.n_group, 2 * cfg.wn_n_channels
+        k_mel = (UPSAMPLE_KERNEL // UPSAMPLE_STRIDE) * pk.n_mel
+        wf, bf = ctx.empty((P * c2, k_mel), pk.act_dtype), ctx.empty((P, c2), np.float32)
+        if not isinstance(ctx, GpuContext):
+            return wf, bf
+        kt = cfg.wn_kernel_size * cfg.wn_n_channels
+        wc = ctx.to_device(np.ascontiguousarray(interleave_gate_rows(wcat)[:, kt:]))  # (2C, n_mel G)
+        F = ctx.empty((P, c2, pk.ku), np.float32)
+        ctx.blas.gemm_strided_batched(wc, self.up_w.view((P, self.up_w.shape[0] // P, pk.ku)), F)
+        n = P * c2 * (k_mel + 1)
+        launch(ctx, self.mod.kernel("wg_fold_finish"), self._grid(n), _THREADS, F, P, c2, pk.ku, k_mel, gate_b,
+               wf, bf)
+        ctx.synchronize()  # wc and F are freed on return
+        return wf, bf
+
     def _layer_gemm_gate(self, buf: _Buffers, rows: int, kc: int, layer: dict) -> None:
-        """buf.y = gate(W XS) for one layer through wg_gemm_gate (TMA descriptors made at first use)."""
+        """buf.y = gate(W XS) for one layer through wg_gemm_gate (TMA descriptors made at first use).
+        Folded (self.fold): kc is the taps' K, and the cond part comes from buf.cols and the layer's
+        w_fold."""
+        c, cl = self.config.wn_n_channels, self.gg_cluster
+        if self.fold:
+            P = UPSAMPLE_STRIDE // self.config.n_group
+            k_mel = layer["w_fold"].shape[1]
+            if buf.tm_xs is None:
+                buf.tm_xs = tensor_map(buf.xs, kc, GG_BM, phases=P)
+                buf.tm_cols = tensor_map(buf.cols, k_mel, GG_BM)
+            if "tm_w" not in layer:
+                layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN)
+                layer["tm_f"] = tensor_map(layer["w_fold"], k_mel, GG_BN)
+            frames = rows // P
+            units = P * ((frames + GG_BM - 1) // GG_BM) * (2 * c // GG_BN)
+            launch(self.ctx, self.k_gg, min(units, self.ctx.sm_count), GG_THREADS, buf.tm_xs, layer["tm_w"], frames,
+                   kc, c, layer["b_fold"], buf.y, buf.tm_cols, layer["tm_f"], k_mel, P,
+                   shmem=gemm_gate_smem_bytes())
+            return
         if buf.tm_xs is None:
             buf.tm_xs = tensor_map(buf.xs, kc, GG_BM)
         if "tm_w" not in layer:
             layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN // self.gg_cluster)  # a block's share of B
-        c, cl = self.config.wn_n_channels, self.gg_cluster
         units = (rows + cl * GG_BM - 1) // (cl * GG_BM) * (2 * c // GG_BN)  # cl row tiles x one column tile
         # persistent: one block per SM (its shared memory allows no second), a cluster taking every
         # grid-th unit
@@ -475,15 +536,16 @@ class WaveGlowGpu:
         taps = UPSAMPLE_KERNEL // UPSAMPLE_STRIDE
         launch(ctx, self.k_cols, self._grid(frames * pk.ku), _THREADS, mel, n_mel, f_max, self._frame_off,
                    bsz, taps, buf.cols, pk.ku, frames)
-        blas = ctx.blas
-        cb = blas._cb
-        esz = np.dtype(pk.act_dtype).itemsize
-        m_p = n_mel * g
-        cb.gemm_strided_batched_ex(
-            blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
-            self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0, blas._scalar(0.0),
-            buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf,
-            blas.compute_type(self._dt, self._dt, self._dt, self.tf32), -1)
+        if not self.fold:  # folded, each layer's GEMM reads the im2col itself
+            blas = ctx.blas
+            cb = blas._cb
+            esz = np.dtype(pk.act_dtype).itemsize
+            m_p = n_mel * g
+            cb.gemm_strided_batched_ex(
+                blas.handle, cb.Operation.T, cb.Operation.N, m_p, frames, pk.ku, blas._scalar(1.0),
+                self.up_w.ptr, self._dt, pk.ku, m_p * pk.ku, buf.cols.ptr, self._dt, pk.ku, 0,
+                blas._scalar(0.0), buf.xs.ptr + K * c * esz, self._dt, spf * buf.ld, buf.ld, spf,
+                blas.compute_type(self._dt, self._dt, self._dt, self.tf32), -1)
 
         # noise in final channel positions
         st_in = buf.state[0]
@@ -499,7 +561,7 @@ class WaveGlowGpu:
         null = np.uint64(0)
         grid_rows = self._grid(rows * chunks)
         gate_grid = min((rows + 7) // 8, 8 * ctx.sm_count)  # grid-stride: weights stay in registers
-        kc = K * c + n_mel * g
+        kc = K * c + (0 if self.fold else n_mel * g)
         st_out_i, acc_i = 1, 0
         # start of the last flow (the reverse pass begins there)
         f = self.flows[-1]
