@@ -554,8 +554,9 @@ def _plain_and_split_grads(corpus, frame_step: int, train_mode: bool):
 
 def _max_rel(expected, got):
     # a conv bias right before BatchNorm has a gradient of zero up to rounding: measure each
-    # parameter against at least a ten-thousandth of the whole gradient's norm
-    floor = 1e-4 * float(torch.cat([g.flatten() for g in expected.values()]).norm())
+    # parameter against at least a thousandth of the whole gradient's norm (a ten-thousandth let
+    # float32 summation-order noise in the postnet's first bias, ~3e-8 of the norm, fail on some CPUs)
+    floor = 1e-3 * float(torch.cat([g.flatten() for g in expected.values()]).norm())
     errors = {n: float((expected[n] - got[n]).norm()) / max(float(expected[n].norm()), floor) for n in expected}
     worst = max(errors, key=errors.get)
     print("worst gradient:", worst, errors[worst])
