@@ -9,8 +9,9 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
 - per WN layer: GEMM [taps of h | cond] -> gate kernel -> res GEMM -> residual kernel. in_layer and
   cond_layer share one GEMM (K = 3C + 640): their outputs are summed before the gate anyway. The
   FP16 engine (256 or 128 channels, where the GPU's shared memory allows) does gate -> res GEMM ->
-  residual in one kernel, wg_layer_fused; on sm_90, opt-in (gemm_gate=True), the GEMM can be our own
-  kernels/wg_gemm_gate.cu with the gate in its epilogue, so that only the acts reach memory;
+  residual in one kernel, wg_layer_fused; on sm_90 (the default there) the GEMM is our own
+  kernels/wg_gemm_gate.cu with the gate in its epilogue, so that only the acts reach memory, and with
+  cond_layer folded into the upsampler per phase (fold_cond): K = 3C + 4 n_mel, no upsample GEMM;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
