@@ -65,6 +65,12 @@ def test_doctor_report_compiles_every_kernel():
     wf = rep["waveglow_fused"]
     assert wf["limit"] == 163 * 1024 and "needs" in wf["256"] and wf["128"]["groups"] == 2
     assert "256 channels (NVIDIA) unfused" in text and "128 channels (demo voice) fused" in text
+    # the layer GEMM: cuBLAS's there; on sm_90 (Hopper's 227 KiB) ours with the cond folded
+    assert wf["256"]["gemm"] == wf["128"]["gemm"] == "cuBLAS"
+    from tts_desktop.engine.doctor import _waveglow_paths
+
+    hopper = _waveglow_paths("sm_90", {"ok": False})
+    assert hopper["256"]["gemm"] == hopper["128"]["gemm"] == "wg_gemm_gate, cond folded"
 
 
 def test_unsupported_dimensions_give_a_one_line_reason():

@@ -148,9 +148,12 @@ def doctor_report(arch: str | None = None) -> dict[str, Any]:
 def _waveglow_paths(arch: str, gpu: dict[str, Any]) -> dict[str, Any]:
     """Whether the FP16 engine's fused WaveGlow layer fits this GPU's (or, for another `arch`, that
     architecture's) shared memory per block, at NVIDIA's 256 channels and the demo voice's 128:
-    where it does not, the engine runs the unfused layer (slower, same results)."""
+    where it does not, the engine runs the unfused layer (slower, same results). And whose layer
+    GEMM it runs: ours with the cond folded (kernels/wg_gemm_gate.cu, sm_90 with the fused layer;
+    1 GB more weights at 256 channels) or cuBLAS's."""
+    from ..model.config import WaveGlowConfig
     from .runtime import arch_cc, max_shared_per_block
-    from .waveglow import FUSED_SHAPES, fused_shape, fused_smem_bytes
+    from .waveglow import FUSED_SHAPES, fused_shape, fused_smem_bytes, gemm_gate_supported
 
     if gpu.get("ok") and gpu.get("arch") == arch and gpu.get("max_shared_per_block"):
         limit, source = int(gpu["max_shared_per_block"]), "this GPU"
@@ -160,11 +163,17 @@ def _waveglow_paths(arch: str, gpu: dict[str, Any]) -> dict[str, Any]:
         except ValueError:  # not an sm_XY name: its kernels fail to compile above, and this says 48 KiB
             limit = 48 * 1024
         source = arch
+    try:
+        cc = arch_cc(arch)
+    except ValueError:
+        cc = (0, 0)
     out: dict[str, Any] = {"limit": limit, "source": source}
     for c in (256, 128):
         shape = fused_shape(c, limit)
         out[str(c)] = ({"groups": shape[0], "rows": shape[1], "bytes": fused_smem_bytes(c, shape[1], shape[0])}
                        if shape else {"needs": min(fused_smem_bytes(c, bm, g) for g, bm in FUSED_SHAPES)})
+        folded = shape is not None and gemm_gate_supported(WaveGlowConfig(wn_n_channels=c), cc, limit)
+        out[str(c)]["gemm"] = "wg_gemm_gate, cond folded" if folded else "cuBLAS"
     return out
 
 
@@ -203,8 +212,9 @@ def format_report(rep: dict[str, Any]) -> str:
         def path(c: str, who: str) -> str:
             p = wf[c]
             if "groups" in p:
-                return f"{c} channels ({who}) fused, {p['groups']} group(s) x {p['rows']} rows, {p['bytes'] >> 10} KiB"
-            return f"{c} channels ({who}) unfused (the fused layer needs {p['needs'] >> 10} KiB)"
+                return (f"{c} channels ({who}) fused, {p['groups']} group(s) x {p['rows']} rows, "
+                        f"{p['bytes'] >> 10} KiB, GEMM {p['gemm']}")
+            return f"{c} channels ({who}) unfused (the fused layer needs {p['needs'] >> 10} KiB), GEMM {p['gemm']}"
         lines.append(f"waveglow      FP16 layer, {wf['limit'] >> 10} KiB shared memory per block ({wf['source']}): "
                      f"{path('256', 'NVIDIA')}; {path('128', 'demo voice')}")
     lines.append("result        " + ("OK" if rep.get("ok") else "FAILED"))
