@@ -155,24 +155,21 @@ def _waveglow_paths(arch: str, gpu: dict[str, Any]) -> dict[str, Any]:
     from .runtime import arch_cc, max_shared_per_block
     from .waveglow import FUSED_SHAPES, fused_shape, fused_smem_bytes, gemm_gate_supported
 
+    try:
+        cc = arch_cc(arch)
+    except ValueError:  # not an sm_XY name: its kernels fail to compile above, and this says 48 KiB
+        cc = None
     if gpu.get("ok") and gpu.get("arch") == arch and gpu.get("max_shared_per_block"):
         limit, source = int(gpu["max_shared_per_block"]), "this GPU"
     else:
-        try:
-            limit = max_shared_per_block(arch_cc(arch))
-        except ValueError:  # not an sm_XY name: its kernels fail to compile above, and this says 48 KiB
-            limit = 48 * 1024
-        source = arch
-    try:
-        cc = arch_cc(arch)
-    except ValueError:
-        cc = (0, 0)
+        limit, source = (48 * 1024 if cc is None else max_shared_per_block(cc)), arch
     out: dict[str, Any] = {"limit": limit, "source": source}
     for c in (256, 128):
         shape = fused_shape(c, limit)
         out[str(c)] = ({"groups": shape[0], "rows": shape[1], "bytes": fused_smem_bytes(c, shape[1], shape[0])}
                        if shape else {"needs": min(fused_smem_bytes(c, bm, g) for g, bm in FUSED_SHAPES)})
-        folded = shape is not None and gemm_gate_supported(WaveGlowConfig(wn_n_channels=c), cc, limit)
+        folded = shape is not None and cc is not None and gemm_gate_supported(WaveGlowConfig(wn_n_channels=c), cc,
+                                                                              limit)
         out[str(c)]["gemm"] = "wg_gemm_gate, cond folded" if folded else "cuBLAS"
     return out
 

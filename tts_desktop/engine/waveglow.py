@@ -378,6 +378,7 @@ class WaveGlowGpu:
         self.k_step = self.mod.kernel("wg_flow_step")
         self.k_gate = self.mod.kernel("wg_gate")
         self.k_res = self.mod.kernel("wg_residual")
+        self.k_fold = self.mod.kernel("wg_fold_finish")
         self.k_fused = self.mod.kernel("wg_layer_fused") if self.fused else None
         up = ctx.to_device(packed.up_w)
         self.up_w = up
@@ -420,11 +421,11 @@ class WaveGlowGpu:
         if not isinstance(ctx, GpuContext):
             return wf, bf
         kt = cfg.wn_kernel_size * cfg.wn_n_channels
-        wc = ctx.to_device(np.ascontiguousarray(interleave_gate_rows(wcat)[:, kt:]))  # (2C, n_mel G)
+        wc = ctx.to_device(np.ascontiguousarray(interleave_gate_rows(wcat[:, kt:])))  # (2C, n_mel G)
         F = ctx.empty((P, c2, pk.ku), np.float32)
         ctx.blas.gemm_strided_batched(wc, self.up_w.view((P, self.up_w.shape[0] // P, pk.ku)), F)
         n = P * c2 * (k_mel + 1)
-        launch(ctx, self.mod.kernel("wg_fold_finish"), self._grid(n), _THREADS, F, P, c2, pk.ku, k_mel, gate_b,
+        launch(ctx, self.k_fold, self._grid(n), _THREADS, F, P, c2, pk.ku, k_mel, gate_b,
                wf, bf)
         ctx.synchronize()  # wc and F are freed on return
         return wf, bf
