@@ -8,7 +8,7 @@ matrix product of the decoder and the worker takes it again within microseconds,
 UI thread gets to run. So every one of those takes waited, and a 5 ms repaint stretched to 20 ms
 and more (40 ms for a dialog's first paint).
 
-The worker checks for cancellation between decoder steps and WaveGlow flows anyway; at those same
+The worker checks for cancellation between decoder steps and WaveGlow layers anyway; at those same
 points it now also waits, GIL released, while the UI thread is repainting a window
 (`PaintsAsBusy`) or updating plots (`drawing`). The UI thread never waits for the worker: it only
 flips an event. The wait is capped, so a UI that paints without pause (a window being resized)

@@ -14,7 +14,7 @@ readable oracle to compare with:
 
 Weights are the flat float32 state dict of `importer.load_waveglow` (NVIDIA's key names, weight
 norm folded). Everything runs as matrix products over whole sequences; the only Python loops are
-over flows and WN layers.
+over flows, WN layers and chunks of the upsampler (so that Stop is heard within one).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from tts_desktop.model.config import WaveGlowConfig
 # NVIDIA hard-codes the upsampler: ConvTranspose1d(80, 80, 1024, stride=256).
 UPSAMPLE_KERNEL = 1024
 UPSAMPLE_STRIDE = 256
+# Mel frames upsampled at a time (WaveGlow.conditioning): a long sentence's whole upsampler is
+# seconds of CPU work, too long for Stop to wait on; a chunk is tens of ms and a few MB.
+COND_CHUNK = 256
 
 
 def _f32(a) -> np.ndarray:
@@ -46,21 +49,23 @@ def upsample(mel: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarra
     """ConvTranspose1d(stride=256) of mel (B, C_in, T) with weight (C_in, C_out, K), cut to T*256.
 
     Frame t writes weight-shaped output at samples [t*256, t*256 + K). With K = 4*256 that is four
-    256-sample blocks, so output block j is the sum over m of block m of frame j - m. NVIDIA then
-    drops the last K - 256 samples ("time_cutoff"), which leaves exactly T*256 samples; those
-    depend only on frames 0..T-1, so zero-padding extra frames never changes them.
+    256-sample blocks, so output block j is the sum over m of block m of frame j - m: one matmul of
+    frames j, j-1, j-2, j-3 side by side (zeros before frame 0) with the four weight blocks stacked.
+    NVIDIA then drops the last K - 256 samples ("time_cutoff"), which leaves exactly T*256 samples;
+    those depend only on frames 0..T-1, so zero-padding extra frames never changes them.
     """
     b, c_in, t = mel.shape
     c_out, k = weight.shape[1], weight.shape[2]
     s = UPSAMPLE_STRIDE
     assert k % s == 0, "the block overlap-add needs a kernel that is a multiple of the stride"
-    out = np.zeros((b, c_out, t, s), dtype=np.float32)
-    frames = mel.transpose(0, 2, 1)  # (B, T, C_in)
-    for m in range(k // s):
-        # contribution of every frame to its m-th output block: (B, T, C_out, s)
-        block = (frames @ weight[:, :, m * s:(m + 1) * s].reshape(c_in, c_out * s)).reshape(b, t, c_out, s)
-        out[:, :, m:, :] += block[:, : t - m].transpose(0, 2, 1, 3)
-    out += bias[None, :, None, None]
+    taps = k // s
+    # row m*C_in + i: weight[i, :, m*s:(m+1)*s], what frame j - m adds to output block j
+    w_stack = _f32(weight).reshape(c_in, c_out, taps, s).transpose(2, 0, 1, 3).reshape(taps * c_in, c_out * s)
+    frames = np.zeros((b, taps - 1 + t, c_in), np.float32)   # frame j at row taps - 1 + j
+    frames[:, taps - 1:] = mel.transpose(0, 2, 1)
+    x = np.concatenate([frames[:, taps - 1 - m:taps - 1 - m + t] for m in range(taps)], axis=2)
+    out = (x @ w_stack).reshape(b, t, c_out, s).transpose(0, 2, 1, 3)
+    out += _f32(bias)[None, :, None, None]
     return out.reshape(b, c_out, t * s)
 
 
@@ -109,11 +114,15 @@ class WN:
         self.res_skip_w = [_f32(w(f"res_skip_layers.{i}.weight")[:, :, 0]) for i in range(self.n_layers)]
         self.res_skip_b = [_col(w(f"res_skip_layers.{i}.bias")) for i in range(self.n_layers)]
 
-    def __call__(self, audio: np.ndarray, cond: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    def __call__(self, audio: np.ndarray, cond: np.ndarray, mask: np.ndarray | None,
+                 cancel: CancelCheck | None = None) -> np.ndarray:
         nc = self.n_channels
         h = self.start_w @ audio + self.start_b
         skip = None
         for i in range(self.n_layers):
+            # a layer of NVIDIA's 256-channel WN is ~54 GFLOP per 1,000 frames: most of a second
+            # on two CPU cores, so Stop is checked per layer rather than per flow
+            check_cancel(cancel)
             if mask is not None:
                 # batch of unequal lengths: the dilated conv must see zeros past each item's end,
                 # exactly as it would running alone
@@ -145,6 +154,20 @@ class WaveGlow:
         n_early = sum(1 for k in range(1, config.n_flows) if k % config.n_early_every == 0)
         self.n_remaining_channels = config.n_group - n_early * config.n_early_size
 
+    def conditioning(self, mel: np.ndarray, cancel: CancelCheck | None = None) -> np.ndarray:
+        """group_cond(upsample(mel)), COND_CHUNK frames at a time with `cancel` checked before each:
+        a chunk upsamples from the 3 frames before it (the kernel's reach back) and keeps its own."""
+        b, c, t = mel.shape
+        reach = UPSAMPLE_KERNEL // UPSAMPLE_STRIDE - 1
+        step_len = UPSAMPLE_STRIDE // self.config.n_group     # group steps per mel frame
+        cond = np.empty((b, c * self.config.n_group, t * step_len), np.float32)
+        for a in range(0, t, COND_CHUNK):
+            check_cancel(cancel)
+            e, lo = min(a + COND_CHUNK, t), max(a - reach, 0)
+            spect = upsample(mel[:, :, lo:e], self.upsample_w, self.upsample_b)[:, :, (a - lo) * UPSAMPLE_STRIDE:]
+            cond[:, :, a * step_len:e * step_len] = group_cond(spect, self.config.n_group)
+        return cond
+
     def noise_shape(self, batch: int, mel_frames: int) -> tuple[int, int, int]:
         """Shape of `z` for `infer`: (B, n_group, T*256/n_group)."""
         return batch, self.config.n_group, mel_frames * UPSAMPLE_STRIDE // self.config.n_group
@@ -168,12 +191,13 @@ class WaveGlow:
         lengths: valid mel frames per item when a batch is zero-padded to a common T. Each item's
         audio up to lengths[b]*256 then equals running it alone, and samples past it are zero.
         Without lengths, padding leaks into the end of shorter items, as in NVIDIA's batches.
-        cancel: checked before every flow; when it returns True, SynthesisCancelled is raised.
+        cancel: checked before every chunk of the upsampler and every WN layer; when it returns
+        True, SynthesisCancelled is raised.
         """
         cfg = self.config
         mel = _f32(mel)
         b, _, t = mel.shape
-        cond = group_cond(upsample(mel, self.upsample_w, self.upsample_b), cfg.n_group)
+        cond = self.conditioning(mel, cancel)
         n_steps = cond.shape[2]
 
         if z is None:
@@ -195,9 +219,8 @@ class WaveGlow:
         audio = z[:, : self.n_remaining_channels]
         next_early = self.n_remaining_channels
         for k in reversed(range(cfg.n_flows)):
-            check_cancel(cancel)
             n_half = audio.shape[1] // 2
-            out = self.wn[k](audio[:, :n_half], cond, mask)
+            out = self.wn[k](audio[:, :n_half], cond, mask, cancel)
             b_shift, log_s = out[:, :n_half], out[:, n_half:]
             audio_1 = (audio[:, n_half:] - b_shift) / np.exp(log_s)
             audio = self.w_inverse[k] @ np.concatenate([audio[:, :n_half], audio_1], axis=1)
