@@ -54,6 +54,10 @@ def test_bench_cpu_on_a_small_voice(tmp_path, golden_dir, capsys, monkeypatch):
     (record_file,) = save.iterdir()
     record = json.loads(record_file.read_text())
     assert record["device"] == "cpu" and record["frames_forced"] == 12
+    assert "-cpu-fp32-b2" in record_file.name       # the CPU reference is fp32 whatever --precision says
+    # NVIDIA's phrase read as the app reads it: with the final period it lacks (without it the
+    # demo voice's stop token never fires)
+    assert record["text"].startswith("The forms of printed letters") and record["text"].endswith("to the.")
     assert record["precision"] == "fp32" and record["tf32"] is False and "precision = fp32" in out
     assert len(record["ours"]["latencies_s"]) == 3
     assert record["settings"]["TTS_DESKTOP_LSTM_TC"] == "0" and "settings = " in out and "TTS_DESKTOP_LSTM_TC=0" in out

@@ -135,9 +135,17 @@ def run_bench(args) -> int:
     from tts_desktop.model.random_voice import random_voice
     from tts_desktop.model.voice_files import load_voice
     from tts_desktop.text import text_to_sequence
+    from tts_desktop.text.sentences import split_sentences
     from tts_desktop.voices import find_voice
 
-    text = args.text if args.text else DEFAULT_PHRASE.read_text(encoding="utf-8").strip()
+    raw = args.text if args.text else DEFAULT_PHRASE.read_text(encoding="utf-8").strip()
+    # Read as the app reads text: its front end ends every sentence with . ! or ?. NVIDIA's phrase
+    # has no final period, and a voice trained on punctuated sentences (the demo voice) then never
+    # fires its stop token: 2,000 frames of babble where the app speaks the same phrase in ~575.
+    sentences = split_sentences(raw)
+    if not sentences:
+        raise ValueError("there is nothing to say: the benchmark text is empty")
+    text = " ".join(sentences)
     ids = text_to_sequence(text)
     if args.voice:
         path = find_voice(args.voice)
@@ -176,6 +184,7 @@ def run_bench(args) -> int:
         "python": platform.python_version(),
         "versions": versions(),
         "voice": str(path) if path else "random weights at NVIDIA's full dimensions",
+        "text": text,
         "input_chars": len(text),
         "frames_forced": args.frames,
         "settings": settings,
@@ -197,7 +206,7 @@ def run_bench(args) -> int:
     save_dir = Path(args.save)
     save_dir.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    prec = args.precision + ("-tf32" if tf32 else "")
+    prec = (args.precision if args.device == "cuda" else "fp32") + ("-tf32" if tf32 else "")
     name = f"{stamp}-{backend.device_name.replace(' ', '_')}-{prec}-b{args.batch}.json"
     from tts_desktop.atomic import atomic_write_bytes
 

@@ -17,7 +17,9 @@ def add_parser(sub):
     p.add_argument("--runs", type=int, default=10, metavar="N")
     p.add_argument("--warmup", type=int, default=3, metavar="N")
     p.add_argument("--voice", metavar="V", help="voice (default: random weights at NVIDIA's full dimensions)")
-    p.add_argument("--text", metavar="TEXT", help="input text (default: NVIDIA's 128-character benchmark phrase)")
+    p.add_argument("--text", metavar="TEXT",
+                   help="input text, read as one input, its sentences punctuated as the app punctuates them "
+                        "(default: NVIDIA's 128-character benchmark phrase)")
     p.add_argument("--compare-pytorch", metavar="PATH",
                    help="DeepLearningExamples checkout: run NVIDIA's PyTorch implementation side by side")
     p.add_argument("--save", metavar="DIR", default="benchmarks/results", help="where to save the JSON result")
