@@ -225,6 +225,14 @@ def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, 
         for bad in (dict(gemm_gate=False, fold_cond=True), dict(gemm_gate=True, gemm_gate_cluster=2, fold_cond=True)):
             with pytest.raises(ValueError, match="fold_cond"):
                 WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), **bad)
+        # the whole layer in one kernel (opt-in): its own sm_90a build per width; the default asks for none
+        assert not any(r["sources"] == ["wg_layer.cu"] for r in ctx.requests)
+        wl = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), layer_kernel=True)
+        assert wl.layer_kernel and ctx.requests[-1] == {"sources": ["wg_layer.cu"], "defines": {"GL_C": channels},
+                                                        "name_expressions": [], "arch": "sm_90a"}
+        assert wl.flows[0]["layers"][0]["w_skip16"].shape == (16, channels)
+        with pytest.raises(ValueError, match="layer_kernel"):
+            WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fold_cond=False, layer_kernel=True)
     else:
         with pytest.raises(ValueError, match="sm_90"):
             WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)
@@ -245,3 +253,22 @@ def test_fused_waveglow_layer_shapes_and_sizes():
     assert fused_smem_bytes(128, 16, 2) == fused_smem_bytes(128, 32, 1) == 71_680
     assert fused_shape_ok(256, 16, 2) and fused_shape_ok(256, 32, 1) and fused_shape_ok(128, 16, 2)
     assert not fused_shape_ok(256, 24, 1) and not fused_shape_ok(128, 16, 1)  # 16 x 16 items over 512 threads
+
+
+def test_layer_kernel_skip_weights_and_shared_memory():
+    """wg_layer's skip weights: W_end W_skip as fp16 hi rows 0.. and fp16 lo rows 8.. (what rounding
+    lost), so hi + lo carries the float weights to ~2^-22 relative, zero rows past 2 n_half; its
+    shared memory fits Hopper's 227 KiB per block at NVIDIA's 256 channels."""
+    from tts_desktop.engine.waveglow import layer_kernel_smem_bytes, skip_hi_lo
+
+    w = np.random.default_rng(3).standard_normal((6, 256)) / 16
+    s = skip_hi_lo(w)
+    assert s.shape == (16, 256) and s.dtype == np.float16
+    assert not s[6:8].any() and not s[14:].any()
+    np.testing.assert_array_equal(s[:6], w.astype(np.float16))
+    both = s[:6].astype(np.float64) + s[8:14].astype(np.float64)
+    assert np.abs(both - w).max() < np.abs(w).max() * 2.0**-20
+    assert np.abs(s[:6].astype(np.float64) - w).max() > np.abs(w).max() * 2.0**-14  # lo is needed
+    with pytest.raises(ValueError, match="8 outputs"):
+        skip_hi_lo(np.ones((9, 128)))
+    assert layer_kernel_smem_bytes(256) <= 227 * 1024 < layer_kernel_smem_bytes(256, stages=4)

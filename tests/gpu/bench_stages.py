@@ -91,6 +91,8 @@ def main() -> int:
                                                                                    fold_cond=True)),
         ("FP16 wg_gemm_gate in clusters of 2 + fused (sm_90)", True, dict(fused=True, gemm_gate=True,
                                                                           gemm_gate_cluster=2)),
+        ("FP16 wg_layer: the whole layer in one kernel (sm_90, opt-in)", True, dict(fused=True, gemm_gate=True,
+                                                                                    fold_cond=True, layer_kernel=True)),
         ("FP16 cuBLAS GEMM + fused, h fp16, 1 group x 32 rows", True, dict(fused=True, fused_groups=1,
                                                                          gemm_gate=False)),
         ("FP16 cuBLAS GEMM + fused, h fp32", True, dict(fused=True, h_half=False, gemm_gate=False)),
@@ -99,7 +101,7 @@ def main() -> int:
         ("FP32 + TF32 GEMMs (tf32=True)", False, dict(tf32=True)),
     ]
     if args.only_fp16:
-        variants = variants[:7]
+        variants = variants[:8]
     if args.only:
         variants = [v for v in variants if any(p in v[0] for p in args.only.split(","))]
     packed = {fp16: PackedWaveGlow.from_weights(cfg, w, fp16=fp16) for fp16 in {v[1] for v in variants}}

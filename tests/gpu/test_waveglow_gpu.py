@@ -283,6 +283,86 @@ def test_gemm_gate_fold_kernel(ctx, request, net, frames):
     assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past the frames must not be written"
 
 
+@pytest.mark.parametrize("net", ["full", "demo"])
+@pytest.mark.parametrize("layer_i", [0, 3, 7])
+def test_layer_kernel(ctx, request, net, layer_i):
+    """wg_layer (sm_90a): one whole WN layer from the folded GEMM to the next layer's taps, against
+    float64 of the same fp16 values: acts = gate(W_taps XS + W_cond U_r cols + b) rounded to fp16,
+    acc += W_es acts, h' = h + W_res acts + b_res (h = XS's centre tap), XS' = h''s taps at the next
+    dilation, zero where a tap leaves its item. Ragged items (frame counts around the 128-frame
+    tile), XS rows past the frames NaN (must reach nothing stored), XS' and acc poisoned (every
+    tap of every row written; nothing past the rows). Layer 3 reads XS2 and writes XS; layer 7, the
+    flow's last, has no res and writes no taps. Bounds: acc and taps 2e-3 (the acts' fp16 and
+    tanh.approx rounding, ~4e-4, through one more product); a wrong row, phase or swizzle gives
+    errors of order 1."""
+    cfg, w, _ = request.getfixturevalue(net)
+    _gemm_gate_or_skip(ctx, cfg)
+    packed = PackedWaveGlow.from_weights(cfg, w, fp16=True)
+    rng = np.random.default_rng(11 + layer_i)
+    c, K, g, L = cfg.wn_n_channels, cfg.wn_kernel_size, cfg.n_group, cfg.wn_n_layers
+    P, kt, n_mel = 256 // g, K * c, packed.n_mel
+    kcond, n_out, has_res = n_mel * g, 6, layer_i < L - 1
+    wcat = np.concatenate([rng.standard_normal((2 * c, kt)) / np.sqrt(kt),
+                           rng.standard_normal((2 * c, kcond)) / np.sqrt(kcond)], axis=1).astype(np.float16)
+    gb = (rng.standard_normal(2 * c) * 0.5).astype(np.float32)
+    w_res = (rng.standard_normal((c, c)) / 16).astype(np.float16)
+    b_res = rng.standard_normal(c).astype(np.float32)
+    w_es = (rng.standard_normal((n_out, c)) / 16).astype(np.float32)
+    packed.flows[0]["layers"][layer_i].update(wcat=wcat, gate_b=gb, w_es=w_es, w_res=w_res if has_res else None,
+                                              b_res=b_res if has_res else None)
+    wg = WaveGlowGpu(ctx, packed, gemm_gate=True, fold_cond=True, layer_kernel=True)
+    layer = wg.flows[0]["layers"][layer_i]
+    seg_frames = [70, 3, 129, 1, 300]
+    frames = sum(seg_frames)
+    off = (np.concatenate([[0], np.cumsum(seg_frames)]) * P).astype(np.int32)
+    rows = frames * P
+    buf = wg._buffers(rows + 4 * P, frames + 4)
+    src, dst = (buf.xs, buf.xs2) if layer_i % 2 == 0 else (buf.xs2, buf.xs)
+    xs = rng.standard_normal((buf.rows, buf.ld)).astype(np.float16)
+    xs[rows:] = np.nan
+    cols = np.zeros((buf.frames, packed.ku), np.float16)
+    cols[:, : 4 * n_mel] = rng.standard_normal((buf.frames, 4 * n_mel))
+    cols[:, 4 * n_mel] = 1.0
+    src.copy_from(xs)
+    dst.poison()
+    buf.cols.copy_from(cols)
+    acc0 = rng.standard_normal((buf.rows, g)).astype(np.float32)
+    acc0[rows:] = np.nan
+    acc = ctx.to_device(acc0)
+    wg._row_off = ctx.to_device(off)
+    wg._layer_whole(buf, rows, len(seg_frames), kt, layer, n_out, acc, layer_i)
+
+    up = packed.up_w.astype(np.float64).reshape(P, kcond, packed.ku)
+    cond = np.einsum("qk,rik->qri", cols[:frames].astype(np.float64), up).reshape(rows, kcond)
+    y = xs[:rows, :kt].astype(np.float64) @ wcat[:, :kt].astype(np.float64).T + cond @ wcat[:, kt:].astype(
+        np.float64).T + gb
+    acts = (np.tanh(y[:, :c]) / (1 + np.exp(-y[:, c:]))).astype(np.float16).astype(np.float64)
+    got_acc = acc.to_host()
+    ref_acc = acc0[:rows].astype(np.float64)
+    ref_acc[:, :n_out] += acts @ w_es.astype(np.float64).T
+    err_acc = rel_l2(got_acc[:rows], ref_acc)
+    msg = f"wg_layer {net} layer {layer_i}: acc {err_acc:.2e}"
+    assert np.isnan(got_acc[rows:]).all(), "acc rows past the frames must not be written"
+    if has_res:
+        h = xs[:rows, (K // 2) * c:(K // 2 + 1) * c].astype(np.float64)
+        hn = h + acts @ w_res.astype(np.float64).T + b_res
+        d = 2 ** (layer_i + 1)
+        ref = np.zeros((rows, kt))
+        for b in range(len(seg_frames)):
+            x = hn[off[b]:off[b + 1]]
+            pad = np.pad(x, ((d, d), (0, 0)))
+            ref[off[b]:off[b + 1]] = np.concatenate([pad[j * d: j * d + len(x)] for j in range(K)], axis=1)
+        got = dst.to_host()
+        taps = got[:rows, :kt].astype(np.float64)
+        assert np.isfinite(taps).all(), "every tap of every row must be written"
+        assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past the frames must not be written"
+        err_taps = rel_l2(taps, ref)
+        msg += f", taps {err_taps:.2e}"
+        assert err_taps < 2e-3, msg
+    print(msg)
+    assert err_acc < 2e-3, msg
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("net", ["full", "demo"])
 @pytest.mark.parametrize("h_half,has_res,grid,acts_in", [(False, True, 5, False), (True, True, 7, False),
@@ -391,12 +471,12 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
     # FP32; FP16 as run by default (the layer GEMM: on sm_90 wg_gemm_gate with the cond folded, else
     # cuBLAS's; then the fused layer in two groups of warps, h kept fp16); FP16 fused with h float32;
     # FP16 fused in one group of 16 warps; on sm_90 also cuBLAS's GEMM ("cublas") and wg_gemm_gate
-    # unfolded, alone ("gg") and in clusters of two ("gg2")
+    # unfolded, alone ("gg") and in clusters of two ("gg2"), and each layer as one kernel ("layer")
     cases = [(False, False, {}), (True, True, {}), ("h32", True, dict(h_half=False)),
              ("g1", True, dict(fused_groups=1))]
     if gemm_gate_supported(cfg, ctx.cc, ctx.max_shared_per_block):
         cases += [("cublas", True, dict(gemm_gate=False)), ("gg", True, dict(gemm_gate=True, fold_cond=False)),
-                  ("gg2", True, dict(gemm_gate=True, gemm_gate_cluster=2))]
+                  ("gg2", True, dict(gemm_gate=True, gemm_gate_cluster=2)), ("layer", True, dict(layer_kernel=True))]
     for key, fp16, kw in cases:
         wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=fp16), **kw)
         out = ctx.empty(ref.shape, np.float32)
@@ -409,12 +489,14 @@ def test_full_waveglow_ragged_given_z(ctx, full, batch):
     print(f"full WaveGlow B={batch} lengths={lengths}: fp32 {errs[False]:.2e} fp16 {errs[True]:.2e} "
           f"fp16 (wg_gemm_gate) {errs.get('gg', float('nan')):.2e} (clusters) {errs.get('gg2', float('nan')):.2e} "
           f"fp16 (cuBLAS GEMM) {errs.get('cublas', float('nan')):.2e} "
+          f"fp16 (wg_layer) {errs.get('layer', float('nan')):.2e} "
           f"fp16 (h fp32) {errs['h32']:.2e} fp16 (1 group) {errs['g1']:.2e}")
     assert errs[False] < FP32_TOL
     assert errs[True] < FP16_TOL
     assert errs.get("gg", 0.0) < FP16_TOL
     assert errs.get("gg2", 0.0) < FP16_TOL
     assert errs.get("cublas", 0.0) < FP16_TOL
+    assert errs.get("layer", 0.0) < FP16_TOL
     assert errs["h32"] < FP16_TOL
     assert errs["g1"] < FP16_TOL
 
@@ -436,7 +518,7 @@ def test_device_noise_is_deterministic_and_sigma0_is_mean(ctx, full):
 
 
 @pytest.mark.parametrize("h_half,groups,gemm_gate", [(True, 1, False), (False, 1, False), (True, 2, False),
-                                                     (True, 2, True), (True, 2, "fold")])
+                                                     (True, 2, True), (True, 2, "fold"), (True, 2, "layer")])
 def test_fp16_fused_is_reproducible(ctx, full, h_half, groups, gemm_gate):
     """Same input, same bits (the fused kernel reduces its skip partials in a fixed order; each of
     wg_gemm_gate's accumulators sums its K steps in one order)."""
@@ -447,7 +529,8 @@ def test_fp16_fused_is_reproducible(ctx, full, h_half, groups, gemm_gate):
     if gemm_gate:
         _gemm_gate_or_skip(ctx, cfg)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), h_half=h_half, fused_groups=groups,
-                     gemm_gate=bool(gemm_gate), fold_cond=gemm_gate == "fold")
+                     gemm_gate=bool(gemm_gate), fold_cond=gemm_gate in ("fold", "layer"),
+                     layer_kernel=gemm_gate == "layer")
     assert wg.fused
     a = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()
     b = wg.infer(mel, lengths, sigma=0.6, seed=3).to_host()

@@ -36,8 +36,9 @@ KERNELS_DIR: Path = _find_kernels_dir()
 
 # kernels whose code exists only for sm_90a (wgmma, setmaxnreg): the engine compiles them for
 # sm_90a on an sm_90 GPU (the stage asks for ctx.arch + "a"), and doctor does too, once per build
-# variant listed here (defines that change the code, not just sizes: GG_FOLD reads other operands)
-SM90A_KERNELS = {"wg_gemm_gate.cu": ({}, {"GG_FOLD": 1})}
+# variant listed here (defines that change the code: GG_FOLD reads other operands, GL_C sizes the
+# accumulators and picks the res GEMM's wgmma shape)
+SM90A_KERNELS = {"wg_gemm_gate.cu": ({}, {"GG_FOLD": 1}), "wg_layer.cu": ({"GL_C": 128}, {"GL_C": 256})}
 
 
 class CompileError(RuntimeError):

@@ -97,7 +97,8 @@ def _compile_all(arch: str) -> list[dict[str, Any]]:
     for f, target, defines in targets:
         t0 = time.perf_counter()
         log: list[str] = []
-        name = f.name if target == arch else f"{f.name} ({target}{''.join(f', {k}' for k in defines)})"
+        name = f.name if target == arch else \
+            f"{f.name} ({target}{''.join(f', {k}' if v == 1 else f', {k}={v}' for k, v in defines.items())})"
         try:
             obj = compile_cuda([f], target, defines, log=log)
             results.append({"kernel": name, "ok": True, "cubin_bytes": len(obj.code),

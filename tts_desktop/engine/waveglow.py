@@ -12,6 +12,9 @@ version); what changes is how it is laid out for the GPU (kernels/waveglow.cu ex
   residual in one kernel, wg_layer_fused; on sm_90 (the default there) the GEMM is our own
   kernels/wg_gemm_gate.cu with the gate in its epilogue, so that only the acts reach memory, and with
   cond_layer folded into the upsampler per phase (fold_cond): K = 3C + 4 n_mel, no upsample GEMM;
+- opt-in (`layer_kernel`, written without a GPU in session 11, not yet run): each WN layer as one
+  kernel, kernels/wg_layer.cu: the folded GEMM's acts stay in shared memory, the skip share and the
+  res GEMM run on wgmma from there, and h's update and the next layer's taps go to a second XS;
 - the skip path is folded into the `end` conv at pack time (W_end W_skip_i is 2*n_half x C), so
   skips never touch memory and the res GEMM is C x C instead of 2C x C;
 - the small per-flow work (affine coupling inverse, inverse 1x1 conv, next flow's start conv) is
@@ -146,6 +149,30 @@ def gemm_gate_supported(config: WaveGlowConfig, cc: tuple[int, int], limit: int)
     as sm_90a), the columns (2C) must be whole 256-wide tiles, and its stages must fit the GPU's
     shared memory per block. K needs no rule: TMA zero-fills past the tensor maps' K columns."""
     return tuple(cc) == (9, 0) and (2 * config.wn_n_channels) % GG_BN == 0 and gemm_gate_smem_bytes() <= limit
+
+
+# kernels/wg_layer.cu (sm_90a): the whole WN layer in one kernel (the folded gate GEMM, then the skip
+# share and the res GEMM on wgmma from the acts in shared memory, h's update and the next layer's
+# taps into a second XS). Written in session 11 without a GPU: compiled, not yet run; opt-in.
+GL_STAGES = 3
+
+
+def layer_kernel_smem_bytes(c: int, stages: int = GL_STAGES) -> int:
+    """wg_layer's dynamic shared memory: the stages (A 128 x 64 + B 256 x 64 fp16), the acts tile
+    (128 x C fp16), the skip weights (16 x C fp16) and two mbarriers per stage: 216 KiB at C = 256."""
+    return stages * (GG_BM + GG_BN) * GG_BK * 2 + GG_BM * c * 2 + 16 * c * 2 + 2 * stages * 8
+
+
+def skip_hi_lo(w_es: np.ndarray) -> np.ndarray:
+    """wg_layer's skip weights: W_end W_skip (2 n_half x C, float) as 16 rows of fp16, the rounded
+    weights in rows 0.. and what rounding lost in rows 8..; zero rows past 2 n_half."""
+    w = np.asarray(w_es, np.float64)
+    if len(w) > 8:
+        raise ValueError("the skip share has at most 8 outputs (n_group <= 8)")
+    out = np.zeros((16, w.shape[1]), np.float16)
+    out[: len(w)] = w.astype(np.float16)
+    out[8: 8 + len(w)] = (w - out[: len(w)].astype(np.float64)).astype(np.float16)
+    return out
 
 
 def interleave_gate_rows(w: np.ndarray) -> np.ndarray:
@@ -284,7 +311,7 @@ class _Buffers:
     """Device scratch for one total row count (grown on demand, reused across calls)."""
 
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, rows: int, frames: int, fused: bool = False,
-                 gemm_gate: bool = False, fold: bool = False):
+                 gemm_gate: bool = False, fold: bool = False, layer_kernel: bool = False):
         cfg = packed.config
         c, g, act = cfg.wn_n_channels, cfg.n_group, packed.act_dtype
         self.rows, self.frames = rows, frames
@@ -294,6 +321,9 @@ class _Buffers:
         # the layer GEMM's output: Y (2C pre-activations), or with gemm_gate the C gated acts
         self.y = ctx.empty((rows, c if gemm_gate else 2 * c), act)
         self.tm_xs = self.tm_cols = None  # wg_gemm_gate's TMA descriptors of xs and cols, made at first use
+        # wg_layer writes the next layer's taps while other tiles still read this layer's: two XS
+        self.xs2 = ctx.zeros((rows, self.ld), act) if layer_kernel else None
+        self.tm_xs2 = None
         # acts and res output exist only on the unfused path (wg_layer_fused keeps them on chip)
         self.a = None if fused else ctx.empty((rows, c), act)
         self.r = None if fused else ctx.empty((rows, c), act)
@@ -310,7 +340,7 @@ class WaveGlowGpu:
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
                  h_half: bool = True, fused_rows: int | None = None, fused_groups: int | None = None,
                  tf32: bool = False, gemm_gate: bool | None = None, gemm_gate_cluster: int = 1,
-                 fold_cond: bool | None = None):
+                 fold_cond: bool | None = None, layer_kernel: bool = False):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
@@ -327,7 +357,9 @@ class WaveGlowGpu:
         fold_cond (with gemm_gate, blocks alone): cond_layer . upsample folded into one matrix per
         phase and layer, made on the device here (wg_gemm_gate.cu's GG_FOLD; 1 GB at 256 channels):
         the layer GEMM's K drops from 3C + 8 n_mel to 3C + 4 n_mel and the upsample GEMM goes.
-        Default: on wherever wg_gemm_gate runs alone."""
+        Default: on wherever wg_gemm_gate runs alone.
+        layer_kernel (with fold_cond and h_half): each WN layer as one kernel, kernels/wg_layer.cu,
+        instead of wg_gemm_gate + wg_layer_fused. Opt-in: written without a GPU, not yet measured."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
         self.tf32 = bool(tf32)
@@ -359,6 +391,12 @@ class WaveGlowGpu:
         if fold_cond and not (self.gemm_gate and gemm_gate_cluster == 1):
             raise ValueError("fold_cond needs gemm_gate with gemm_gate_cluster 1")
         self.fold = (self.gemm_gate and gemm_gate_cluster == 1) if fold_cond is None else bool(fold_cond)
+        if layer_kernel and not (self.fold and self.h_half):
+            raise ValueError("layer_kernel needs the folded wg_gemm_gate (fold_cond) and h_half")
+        if layer_kernel and layer_kernel_smem_bytes(c) > limit:
+            raise ValueError(f"wg_layer needs {layer_kernel_smem_bytes(c)} bytes of shared memory per block, "
+                             f"this GPU allows {limit}")
+        self.layer_kernel = bool(layer_kernel)
         defines = {"WG_G": cfg.n_group, "WG_C": c, "WG_VEC": self.vec}
         if packed.fp16:
             defines["ACT_HALF"] = 1
@@ -373,6 +411,8 @@ class WaveGlowGpu:
         gg_defines = {"GG_CLUSTER": gemm_gate_cluster, **({"GG_FOLD": 1} if self.fold else {})}
         self.k_gg = ctx.compile(["wg_gemm_gate.cu"], gg_defines,
                                 arch=ctx.arch + "a").kernel("wg_gemm_gate") if self.gemm_gate else None
+        self.k_layer = ctx.compile(["wg_layer.cu"], {"GL_C": c},
+                                   arch=ctx.arch + "a").kernel("wg_layer") if self.layer_kernel else None
         self.k_cols = self.mod.kernel("wg_upsample_cols")
         self.k_noise = self.mod.kernel("wg_noise")
         self.k_step = self.mod.kernel("wg_flow_step")
@@ -393,6 +433,9 @@ class WaveGlowGpu:
             if self.fold:
                 for dl, layer in zip(d["layers"], f["layers"]):
                     dl["w_fold"], dl["b_fold"] = self._fold_cond(layer["wcat"], dl["gate_b"])
+            if self.layer_kernel:
+                for dl, layer in zip(d["layers"], f["layers"]):
+                    dl["w_skip16"] = ctx.to_device(skip_hi_lo(layer["w_es"]))
             self.flows.append(d)
         if self.fold:
             self.up_w = None  # only the fold read it
@@ -405,7 +448,8 @@ class WaveGlowGpu:
         b = self._buf
         if b is None or b.rows < rows or b.frames < frames:
             self._buf = None  # free the old scratch first
-            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused, self.gemm_gate, self.fold)
+            self._buf = _Buffers(self.ctx, self.packed, rows, frames, self.fused, self.gemm_gate, self.fold,
+                                 self.layer_kernel)
         return self._buf
 
     def _fold_cond(self, wcat: np.ndarray, gate_b: DeviceArray) -> tuple[DeviceArray, DeviceArray]:
@@ -461,6 +505,35 @@ class WaveGlowGpu:
         launch(self.ctx, self.k_gg, grid, GG_THREADS, buf.tm_xs, layer["tm_w"], rows,
                (kc + GG_BK - 1) // GG_BK * GG_BK, c, layer["gate_b"], buf.y, shmem=gemm_gate_smem_bytes(),
                cluster=cl)
+
+    def _layer_whole(self, buf: _Buffers, rows: int, bsz: int, kc: int, layer: dict, n_out: int,
+                     acc: DeviceArray, i: int) -> None:
+        """Layer i of a flow through wg_layer: reads the taps in XS (i even) or XS2 (i odd), adds the
+        skip share to acc, and, but for the last layer, writes the next layer's taps (dilation
+        2^(i+1)) into the other one."""
+        cfg = self.config
+        c, P, K = cfg.wn_n_channels, UPSAMPLE_STRIDE // cfg.n_group, cfg.wn_kernel_size
+        k_mel = layer["w_fold"].shape[1]
+        if buf.tm_xs is None:
+            buf.tm_xs = tensor_map(buf.xs, kc, GG_BM, phases=P)
+            buf.tm_cols = tensor_map(buf.cols, k_mel, GG_BM)
+        if buf.tm_xs2 is None:
+            buf.tm_xs2 = tensor_map(buf.xs2, kc, GG_BM, phases=P)
+        if "tm_w" not in layer:
+            layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN)
+            layer["tm_f"] = tensor_map(layer["w_fold"], k_mel, GG_BN)
+        has_res = layer["w_res"] is not None
+        if has_res and "tm_r" not in layer:
+            layer["tm_r"] = tensor_map(layer["w_res"], c, c)
+        src, dst = (buf.xs, buf.xs2) if i % 2 == 0 else (buf.xs2, buf.xs)
+        tm_src = buf.tm_xs if i % 2 == 0 else buf.tm_xs2
+        frames = rows // P
+        units = P * ((frames + GG_BM - 1) // GG_BM)
+        launch(self.ctx, self.k_layer, min(units, self.ctx.sm_count), GG_THREADS, tm_src, layer["tm_w"],
+               buf.tm_cols, layer["tm_f"], layer["tm_r"] if has_res else layer["tm_w"], frames, kc, k_mel, P,
+               layer["b_fold"], layer["w_skip16"], n_out, acc, cfg.n_group,
+               layer["b_res"] if has_res else layer["b_fold"], int(has_res), src, dst, buf.ld, K, 2 ** (i + 1),
+               self._row_off, bsz, shmem=layer_kernel_smem_bytes(c))
 
     def _offsets(self, lengths: tuple[int, ...], spf: int):
         """Device copies of the items' frame and row offsets, cached per length tuple: nothing is
@@ -574,6 +647,9 @@ class WaveGlowGpu:
             f = self.flows[k]
             n_out = f["n_rem"]  # 2 * n_half outputs
             for i, layer in enumerate(f["layers"]):
+                if self.layer_kernel:
+                    self._layer_whole(buf, rows, bsz, kc, layer, n_out, buf.acc[acc_i], i)
+                    continue
                 if self.gemm_gate:
                     self._layer_gemm_gate(buf, rows, kc, layer)
                 else:
