@@ -5,6 +5,7 @@
 # GPU_TESTS="tests/gpu ..." it then starts those tests in the background, log in /tmp/gpu_tests.log
 # (collect it with collect_tests.sh) -- only where they have the GPU's memory to themselves: in
 # session 4 the suite beside the batch-128 Tacotron2 (74 GiB) made both run out of memory.
+# GPU_TESTS_K: a pytest -k expression for them (e.g. "not layer_kernel").
 # BENCH_SETS picks what to measure: b32 (FP16 batch 32), b32scalar (the same with the LSTMs on CUDA
 # cores, TTS_DESKTOP_LSTM_TC=0), b1 (FP16 batch 1), full (FP32 + TF32 and FP16 at batch 1 with
 # --compare-pytorch). WAIT_AFTER seconds of waiting at the end keep a training lease busy.
@@ -34,7 +35,7 @@ echo "== benchmarks done in $(( $(date +%s) - T0 )) s${PIDS:+, trainings resumed
 if [ -n "${GPU_TESTS:-}" ]; then
   mkdir -p /tmp/gpu_measured
   TTS_DESKTOP_TEST_OUT=/tmp/gpu_measured setsid nohup timeout 1200 python3 -m pytest -q -p no:cacheprovider \
-    --tb=short $GPU_TESTS > /tmp/gpu_tests.log 2>&1 < /dev/null &
+    --tb=short $GPU_TESTS ${GPU_TESTS_K:+-k "$GPU_TESTS_K"} > /tmp/gpu_tests.log 2>&1 < /dev/null &
 fi
 sleep ${WAIT_AFTER:-0}
 for M in tacotron2 waveglow; do [ -f /tmp/train_$M.log ] && { echo "== $M"; tail -n 2 /tmp/train_$M.log; }; done

@@ -5,7 +5,8 @@
 # The trained demo voice is too large to travel with the working tree (voice_aside.sh), so where
 # both models' shards are on this machine (a training lease's exports or starting points, or
 # .train_carry/MODEL carried by an earlier call and copied to /tmp/init_MODEL), the voice is built
-# here from them and the trained-voice test runs on it (TTS_DESKTOP_TEST_VOICE).
+# here from them and the trained-voice test runs on it (TTS_DESKTOP_TEST_VOICE). GPU_TESTS_K: a
+# pytest -k expression (e.g. "not layer_kernel").
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
   .whl/*.whl .dle/wheels/*.whl || exit 1
@@ -19,5 +20,5 @@ else
   echo "no trained voice here: its test will skip"
 fi
 timeout ${TIMEOUT:-290} python3 -m pytest -q -p no:cacheprovider --tb=short ${GPU_TESTS:-tests/gpu tests/test_engine_cache.py} \
-  > $OUT/gpu_tests.txt 2>&1
+  ${GPU_TESTS_K:+-k "$GPU_TESTS_K"} > $OUT/gpu_tests.txt 2>&1
 tail -n 15 $OUT/gpu_tests.txt
