@@ -4,7 +4,8 @@ rows with their bias column), folded the way WaveGlowGpu._fold_cond and wg_fold_
 device (interleaved gate rows, one matrix per phase, bias column into a per-phase gate bias) and
 applied the way wg_gemm_gate reads them (group step t = P q + r: phase r's weights times frame q's
 im2col column), give the NumPy reference's cond_layer(group_cond(upsample(mel))) + the gate biases.
-The GPU test (tests/gpu/test_waveglow_gpu.py, test_gemm_gate_fold_kernel) checks the device code."""
+The GPU test (tests/gpu/test_waveglow_gpu.py, test_gemm_gate_fold_kernel) checks the device code.
+Also kernels/wg_layer.cu's arithmetic, emulated, against the checks its GPU test makes."""
 
 from __future__ import annotations
 
@@ -75,3 +76,60 @@ def test_folded_cond_reproduces_cond_layer_of_the_upsampled_mel(channels, n_grou
             # and the check can fail: the neighbouring phase's weights give another cond
             y_wrong = np.einsum("tnk,tk->tn", wf[(r + 1) % P], cols[q, :k_mel])
             assert np.abs(y_wrong[:, 0::2] + bf[(r + 1) % P][:, :c] - ref[:, :c]).max() > 1e-3 * np.abs(ref).max()
+
+
+def emulate_wg_layer(case, dilation=None):
+    """kernels/wg_layer.cu's arithmetic in NumPy, the way the kernel does it: the folded weights
+    rounded to fp16 once (wg_fold_finish), per phase r the rows t = P q + r from XS's taps and
+    frame q's im2col row, the gate from interleaved accumulator pairs, acts stored as fp16, the skip
+    share through hi/lo fp16 halves of W_end W_skip, h' = fp16(h + W_res acts + b_res), and each
+    row's taps at the next dilation, zero where they leave the item. Returns (acc, next XS as the
+    kernel leaves a poisoned one)."""
+    from tts_desktop.engine.waveglow import skip_hi_lo
+
+    cfg, pk = case.packed.config, case.packed
+    c, K, P = cfg.wn_n_channels, cfg.wn_kernel_size, UPSAMPLE_STRIDE // cfg.n_group
+    kt, rows = K * c, case.rows
+    wf, bf = fold_like_the_device(case.wcat, pk.up_w, case.gate_b, kt, P)
+    wf = wf.astype(np.float16).astype(np.float64)
+    w_taps = interleave_gate_rows(case.wcat[:, :kt].astype(np.float64))
+    y_int = case.xs[:rows, :kt].astype(np.float64) @ w_taps.T
+    q = np.arange(case.frames)
+    for r in range(P):
+        y_int[q * P + r] += case.cols[q, :wf.shape[2]].astype(np.float64) @ wf[r].T
+    y = np.concatenate([y_int[:, 0::2], y_int[:, 1::2]], axis=1) + bf[np.arange(rows) % P]
+    acts = (np.tanh(y[:, :c]) / (1 + np.exp(-y[:, c:]))).astype(np.float16).astype(np.float64)
+    skip = skip_hi_lo(case.w_es).astype(np.float64)
+    acc = case.acc0.copy()
+    acc[:rows, :case.n_out] += (acts @ skip[:8].T + acts @ skip[8:].T)[:, :case.n_out].astype(np.float32)
+    nxt = np.full(case.xs.shape, np.nan, np.float16)
+    if case.has_res:
+        h = case.xs[:rows, (K // 2) * c:(K // 2 + 1) * c].astype(np.float64)
+        h_new = (h + acts @ case.w_res.astype(np.float64).T + case.b_res).astype(np.float16)
+        t = np.arange(rows)
+        item = np.searchsorted(case.off, t, side="right") - 1
+        d = 2 ** (case.layer_i + 1) if dilation is None else dilation
+        for j in range(K):
+            src = t + (j - K // 2) * d
+            inside = (src >= case.off[item]) & (src < case.off[item + 1])
+            nxt[:rows, j * c:(j + 1) * c] = np.where(inside[:, None], h_new[np.clip(src, 0, rows - 1)], 0)
+    return acc, nxt
+
+
+@pytest.mark.parametrize("layer_i", [0, 3, 7])
+def test_wg_layer_arithmetic_passes_its_gpu_checks(layer_i):
+    """The GPU test of wg_layer (tests/gpu/test_waveglow_gpu.py, test_layer_kernel) checks the
+    kernel against float64 of the unfolded layer; here the same case and checks (tests/wg_layer_case.py)
+    on the kernel's own arithmetic, emulated: the checks' bound is reachable with the fold's and the
+    acts' fp16 roundings, and a wrong dilation fails them."""
+    from wg_layer_case import check, make_case
+
+    cfg = WaveGlowConfig(n_flows=8, wn_n_layers=8, wn_n_channels=128)  # the demo voice's shape
+    _, _, w = random_voice(waveglow=cfg, seed=2)
+    case = make_case(cfg, w, layer_i)
+    acc, nxt = emulate_wg_layer(case)
+    print(check(case, acc, nxt if case.has_res else None))
+    if case.has_res:
+        _, wrong = emulate_wg_layer(case, dilation=2 ** layer_i)
+        with pytest.raises(AssertionError):
+            check(case, acc, wrong)

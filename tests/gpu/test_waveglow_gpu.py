@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from gpu_common import gpu_or_skip, golden_small, ragged_lengths, random_waveglow_weights, rel_l2
+from wg_layer_case import check, make_case
 
 pytestmark = pytest.mark.gpu
 gpu_or_skip()
@@ -286,81 +287,30 @@ def test_gemm_gate_fold_kernel(ctx, request, net, frames):
 @pytest.mark.parametrize("net", ["full", "demo"])
 @pytest.mark.parametrize("layer_i", [0, 3, 7])
 def test_layer_kernel(ctx, request, net, layer_i):
-    """wg_layer (sm_90a): one whole WN layer from the folded GEMM to the next layer's taps, against
-    float64 of the same fp16 values: acts = gate(W_taps XS + W_cond U_r cols + b) rounded to fp16,
-    acc += W_es acts, h' = h + W_res acts + b_res (h = XS's centre tap), XS' = h''s taps at the next
-    dilation, zero where a tap leaves its item. Ragged items (frame counts around the 128-frame
-    tile), XS rows past the frames NaN (must reach nothing stored), XS' and acc poisoned (every
-    tap of every row written; nothing past the rows). Layer 3 reads XS2 and writes XS; layer 7, the
-    flow's last, has no res and writes no taps. Bounds: acc and taps 2e-3 (the acts' fp16 and
-    tanh.approx rounding, ~4e-4, through one more product); a wrong row, phase or swizzle gives
-    errors of order 1."""
+    """wg_layer (sm_90a): one whole WN layer from the folded GEMM to the next layer's taps, on the
+    case of tests/wg_layer_case.py: ragged items (frame counts around the 128-frame tile), XS rows
+    past the frames NaN (must reach nothing stored), acc and the next XS poisoned (every tap of
+    every row written; nothing past the rows); acc and taps against float64 of the same fp16
+    values, 2e-3 (a wrong row, phase or swizzle gives errors of order 1). Layer 3 reads XS2 and
+    writes XS; layer 7, the flow's last, has no res and writes no taps. tests/test_waveglow_fold.py
+    runs the same checks on a NumPy emulation of the kernel's arithmetic."""
     cfg, w, _ = request.getfixturevalue(net)
     _gemm_gate_or_skip(ctx, cfg)
-    packed = PackedWaveGlow.from_weights(cfg, w, fp16=True)
-    rng = np.random.default_rng(11 + layer_i)
-    c, K, g, L = cfg.wn_n_channels, cfg.wn_kernel_size, cfg.n_group, cfg.wn_n_layers
-    P, kt, n_mel = 256 // g, K * c, packed.n_mel
-    kcond, n_out, has_res = n_mel * g, 6, layer_i < L - 1
-    wcat = np.concatenate([rng.standard_normal((2 * c, kt)) / np.sqrt(kt),
-                           rng.standard_normal((2 * c, kcond)) / np.sqrt(kcond)], axis=1).astype(np.float16)
-    gb = (rng.standard_normal(2 * c) * 0.5).astype(np.float32)
-    w_res = (rng.standard_normal((c, c)) / 16).astype(np.float16)
-    b_res = rng.standard_normal(c).astype(np.float32)
-    w_es = (rng.standard_normal((n_out, c)) / 16).astype(np.float32)
-    packed.flows[0]["layers"][layer_i].update(wcat=wcat, gate_b=gb, w_es=w_es, w_res=w_res if has_res else None,
-                                              b_res=b_res if has_res else None)
-    wg = WaveGlowGpu(ctx, packed, gemm_gate=True, fold_cond=True, layer_kernel=True)
+    case = make_case(cfg, w, layer_i)
+    wg = WaveGlowGpu(ctx, case.packed, gemm_gate=True, fold_cond=True, layer_kernel=True)
     layer = wg.flows[0]["layers"][layer_i]
-    seg_frames = [70, 3, 129, 1, 300]
-    frames = sum(seg_frames)
-    off = (np.concatenate([[0], np.cumsum(seg_frames)]) * P).astype(np.int32)
-    rows = frames * P
-    buf = wg._buffers(rows + 4 * P, frames + 4)
+    P = 256 // cfg.n_group
+    buf = wg._buffers(case.rows + 4 * P, case.frames + 4)
+    assert (buf.rows, buf.ld) == case.xs.shape and buf.frames == len(case.cols)
     src, dst = (buf.xs, buf.xs2) if layer_i % 2 == 0 else (buf.xs2, buf.xs)
-    xs = rng.standard_normal((buf.rows, buf.ld)).astype(np.float16)
-    xs[rows:] = np.nan
-    cols = np.zeros((buf.frames, packed.ku), np.float16)
-    cols[:, : 4 * n_mel] = rng.standard_normal((buf.frames, 4 * n_mel))
-    cols[:, 4 * n_mel] = 1.0
-    src.copy_from(xs)
+    src.copy_from(case.xs)
     dst.poison()
-    buf.cols.copy_from(cols)
-    acc0 = rng.standard_normal((buf.rows, g)).astype(np.float32)
-    acc0[rows:] = np.nan
-    acc = ctx.to_device(acc0)
-    wg._row_off = ctx.to_device(off)
-    wg._layer_whole(buf, rows, len(seg_frames), kt, layer, n_out, acc, layer_i)
-
-    up = packed.up_w.astype(np.float64).reshape(P, kcond, packed.ku)
-    cond = np.einsum("qk,rik->qri", cols[:frames].astype(np.float64), up).reshape(rows, kcond)
-    y = xs[:rows, :kt].astype(np.float64) @ wcat[:, :kt].astype(np.float64).T + cond @ wcat[:, kt:].astype(
-        np.float64).T + gb
-    acts = (np.tanh(y[:, :c]) / (1 + np.exp(-y[:, c:]))).astype(np.float16).astype(np.float64)
-    got_acc = acc.to_host()
-    ref_acc = acc0[:rows].astype(np.float64)
-    ref_acc[:, :n_out] += acts @ w_es.astype(np.float64).T
-    err_acc = rel_l2(got_acc[:rows], ref_acc)
-    msg = f"wg_layer {net} layer {layer_i}: acc {err_acc:.2e}"
-    assert np.isnan(got_acc[rows:]).all(), "acc rows past the frames must not be written"
-    if has_res:
-        h = xs[:rows, (K // 2) * c:(K // 2 + 1) * c].astype(np.float64)
-        hn = h + acts @ w_res.astype(np.float64).T + b_res
-        d = 2 ** (layer_i + 1)
-        ref = np.zeros((rows, kt))
-        for b in range(len(seg_frames)):
-            x = hn[off[b]:off[b + 1]]
-            pad = np.pad(x, ((d, d), (0, 0)))
-            ref[off[b]:off[b + 1]] = np.concatenate([pad[j * d: j * d + len(x)] for j in range(K)], axis=1)
-        got = dst.to_host()
-        taps = got[:rows, :kt].astype(np.float64)
-        assert np.isfinite(taps).all(), "every tap of every row must be written"
-        assert np.isnan(got[rows:].astype(np.float32)).all(), "rows past the frames must not be written"
-        err_taps = rel_l2(taps, ref)
-        msg += f", taps {err_taps:.2e}"
-        assert err_taps < 2e-3, msg
-    print(msg)
-    assert err_acc < 2e-3, msg
+    buf.cols.copy_from(case.cols)
+    acc = ctx.to_device(case.acc0)
+    wg._row_off = ctx.to_device(case.off)
+    wg._layer_whole(buf, case.rows, len(case.off) - 1, cfg.wn_kernel_size * cfg.wn_n_channels, layer, case.n_out,
+                    acc, layer_i)
+    print(f"wg_layer {net} " + check(case, acc.to_host(), dst.to_host() if case.has_res else None))
 
 
 @pytest.mark.parametrize("groups", [1, 2])
