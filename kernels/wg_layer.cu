@@ -179,7 +179,8 @@ wg_layer(const __grid_constant__ GgTensorMap map_a,  // XS's taps [frames][phase
         const float* bias = gate_bias + ph * 2 * GL_C;
         float d[128];
 
-        // ---- the gated acts, 128 channels per pass, into the acts tile
+        // ---- the gated acts, 128 channels per pass, into the acts tile. The K loop is wg_gemm_gate's
+        // (kept apart: that one's ring serves clusters too, and these waits carry the watchdog).
         for (int nt = 0; nt < GL_NCT; ++nt) {
 #pragma unroll
             for (int i = 0; i < 128; ++i) d[i] = 0.0f;
