@@ -182,7 +182,7 @@ def test_gemm_gate_weights_interleave_gate_pairs():
     ("sm_86", 256, (False, None, None)), ("sm_89", 128, (True, 2, 16)),
     ("sm_75", 128, (False, None, None)), ("sm_99", 128, (False, None, None)),  # 64 KiB; unknown: 48 KiB
 ])
-def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, want):
+def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, want, monkeypatch):
     """wg_layer_fused keeps W_res in shared memory: 194 KiB at NVIDIA's 256 channels, 70 KiB at the
     demo voice's 128. Where a block may not have that much (A100: 163 KB, GeForce: 99 KB), the
     engine plans the unfused path instead of a kernel that would fail to launch; the kernels it
@@ -194,6 +194,10 @@ def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, 
 
     cfg = WaveGlowConfig(n_flows=2, wn_n_layers=2, wn_n_channels=channels)
     _, _, w = random_voice(waveglow=cfg, seed=0)
+    ctx = B._PlanContext(arch)
+    monkeypatch.setenv("TTS_DESKTOP_WG_LAYER", "1")   # ignored where wg_layer cannot run
+    assert not WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fused=False).layer_kernel
+    monkeypatch.delenv("TTS_DESKTOP_WG_LAYER")
     ctx = B._PlanContext(arch)
     wg = WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True))
     fused, groups, rows = want
@@ -233,6 +237,11 @@ def test_fused_waveglow_layer_only_where_its_shared_memory_fits(arch, channels, 
         assert wl.flows[0]["layers"][0]["w_skip16"].shape == (16, channels)
         with pytest.raises(ValueError, match="layer_kernel"):
             WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fold_cond=False, layer_kernel=True)
+        # ... or through the environment, for `bench` (where it can run; elsewhere the switch is ignored)
+        monkeypatch.setenv("TTS_DESKTOP_WG_LAYER", "1")
+        assert WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True)).layer_kernel
+        assert not WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), fold_cond=False).layer_kernel
+        monkeypatch.delenv("TTS_DESKTOP_WG_LAYER")
     else:
         with pytest.raises(ValueError, match="sm_90"):
             WaveGlowGpu(ctx, PackedWaveGlow.from_weights(cfg, w, fp16=True), gemm_gate=True)

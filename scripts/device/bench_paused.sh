@@ -8,7 +8,8 @@
 # GPU_TESTS_K: a pytest -k expression for them (e.g. "not layer_kernel").
 # BENCH_SETS picks what to measure: b32 (FP16 batch 32), b32scalar (the same with the LSTMs on CUDA
 # cores, TTS_DESKTOP_LSTM_TC=0), b1 (FP16 batch 1), full (FP32 + TF32 and FP16 at batch 1 with
-# --compare-pytorch). WAIT_AFTER seconds of waiting at the end keep a training lease busy.
+# --compare-pytorch), layer (FP16 batch 32 and 1 with each WN layer as one kernel, wg_layer).
+# WAIT_AFTER seconds of waiting at the end keep a training lease busy.
 set -u
 T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -26,6 +27,9 @@ for S in ${BENCH_SETS:-b32 b32scalar b1}; do case $S in
   b32scalar) echo "== fp16, batch 32, LSTMs on CUDA cores (TTS_DESKTOP_LSTM_TC=0)"
        TTS_DESKTOP_LSTM_TC=0 timeout 120 $B --precision fp16 --batch 32 --runs 3 2>&1 | tee $OUT/bench_fp16_b32_scalar.log | grep -E "decoder|avg|RTF|audio" ;;
   b1) echo "== fp16, batch 1"; timeout 120 $B --precision fp16 --runs 20 2>&1 | tee $OUT/bench_fp16.log | tail -n 30 ;;
+  layer) echo "== fp16, each WN layer as one kernel (TTS_DESKTOP_WG_LAYER=1), batch 32 and batch 1"
+       TTS_DESKTOP_WG_LAYER=1 timeout 120 $B --precision fp16 --batch 32 --runs 5 2>&1 | tee $OUT/bench_fp16_b32_layer.log | tail -n 20
+       TTS_DESKTOP_WG_LAYER=1 timeout 120 $B --precision fp16 --runs 20 2>&1 | tee $OUT/bench_fp16_layer.log | tail -n 20 ;;
   full) echo "== fp32 + TF32, batch 1"; timeout 200 $B --precision fp32 --tf32 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_tf32.log | tail -n 30
         echo "== fp16, batch 1"; timeout 150 $B --precision fp16 --runs 20 --compare-pytorch .dle 2>&1 | tee $OUT/bench_fp16.log | tail -n 30 ;;
   *) echo "unknown benchmark set $S"; exit 2 ;;

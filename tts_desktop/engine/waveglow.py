@@ -33,6 +33,7 @@ start conv, the skip/end product) stays float32 arithmetic either way.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -340,7 +341,7 @@ class WaveGlowGpu:
     def __init__(self, ctx: GpuContext, packed: PackedWaveGlow, *, fused: bool | None = None,
                  h_half: bool = True, fused_rows: int | None = None, fused_groups: int | None = None,
                  tf32: bool = False, gemm_gate: bool | None = None, gemm_gate_cluster: int = 1,
-                 fold_cond: bool | None = None, layer_kernel: bool = False):
+                 fold_cond: bool | None = None, layer_kernel: bool | None = None):
         """fused (FP16 engine, default where the shape allows): one wg_layer_fused kernel per layer
         instead of gate kernel + cuBLAS res GEMM + residual kernel. h_half (fused only): the residual
         stream kept as the fp16 centre tap of XS (NVIDIA's FP16 model keeps it in fp16 too) rather
@@ -359,7 +360,9 @@ class WaveGlowGpu:
         the layer GEMM's K drops from 3C + 8 n_mel to 3C + 4 n_mel and the upsample GEMM goes.
         Default: on wherever wg_gemm_gate runs alone.
         layer_kernel (with fold_cond and h_half): each WN layer as one kernel, kernels/wg_layer.cu,
-        instead of wg_gemm_gate + wg_layer_fused. Opt-in: written without a GPU, not yet measured."""
+        instead of wg_gemm_gate + wg_layer_fused. Opt-in: written without a GPU, not yet measured;
+        None: on where it can run if the environment sets TTS_DESKTOP_WG_LAYER=1 (so that `bench`
+        can time it end to end; the switch is recorded with the result), else off."""
         if tf32 and packed.fp16:
             raise ValueError("tf32 applies to the FP32 engine only (its GEMMs are float32)")
         self.tf32 = bool(tf32)
@@ -391,6 +394,9 @@ class WaveGlowGpu:
         if fold_cond and not (self.gemm_gate and gemm_gate_cluster == 1):
             raise ValueError("fold_cond needs gemm_gate with gemm_gate_cluster 1")
         self.fold = (self.gemm_gate and gemm_gate_cluster == 1) if fold_cond is None else bool(fold_cond)
+        layer_ok = self.fold and self.h_half and layer_kernel_smem_bytes(c) <= limit
+        if layer_kernel is None:
+            layer_kernel = layer_ok and os.environ.get("TTS_DESKTOP_WG_LAYER", "0") == "1"
         if layer_kernel and not (self.fold and self.h_half):
             raise ValueError("layer_kernel needs the folded wg_gemm_gate (fold_cond) and h_half")
         if layer_kernel and layer_kernel_smem_bytes(c) > limit:
