@@ -143,6 +143,14 @@ def main() -> int:
         lfo = wg_fold.flows[0]["layers"][0]
         ops["wg_gemm_gate folded [taps|mel] 512x(768+320) + gate"] = lambda: wg_fold._layer_gemm_gate(
             wg_fold._buf, T, 3 * c, lfo)
+        ops["  + fused res+residual, acts in (the default's second kernel)"] = lambda: wg_fold.fused_layer(
+            T, 1, lfo, 4, wg_fold._buf.acc[0], 2, True)
+    wg_layer = by_name.get("FP16 wg_layer: the whole layer in one kernel (sm_90, opt-in)")
+    if wg_layer is not None:
+        llo = wg_layer.flows[0]["layers"][0]
+        # layer 0 (reads XS, writes XS2): the same work as the two lines above together
+        ops["wg_layer, one whole layer"] = lambda: wg_layer._layer_whole(wg_layer._buf, T, 1, 3 * c, llo, 4,
+                                                                         wg_layer._buf.acc[0], 0)
     if args.only:  # no per-op table beyond the variants timed
         for k, fn in ops.items():
             m, b_ = median_ms(ctx, lambda: [fn() for _ in range(20)], 10)
