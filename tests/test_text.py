@@ -101,6 +101,14 @@ IMPROVED = [
     # numbers
     ("3.05", "three point zero five"),
     ("1" * 40, " ".join(["one"] * 40)),
+    # slashes: fractions, and a word break between words or numbers (NVIDIA runs them together)
+    ("1/2 cup", "one half cup"),
+    ("2 1/2 cups", "two and a half cups"),
+    ("3/4 of 9/10", "three quarters of nine tenths"),
+    ("12/25/2024", "twelve twenty-five twenty twenty-four"),
+    ("24/7", "twenty-four seven"),
+    ("5/4", "five four"),
+    ("and/or", "and or"),
     # symbols
     ("rock & roll", "rock and roll"),
     ("50%", "fifty percent"),

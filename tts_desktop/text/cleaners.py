@@ -5,6 +5,9 @@ abbreviations → words, runs of whitespace → one space. For ASCII text the re
 character for character, except where this project deliberately does better:
 
 - "&" → "and" and "%" → "percent" (NVIDIA drops both: "smith & jones" became "smith  jones");
+- a slash between two words or numbers is a word break: "and/or" → "and or", "12/25/2024" →
+  "twelve twenty-five twenty twenty-four" (NVIDIA drops the slash and runs the words together:
+  "andor", "twelvetwenty-five..."); a slash on its own is still dropped, as NVIDIA drops it;
 - the improvements to Unicode listed in transliterate.py and to numbers listed in numbers.py.
 
 Leading and trailing spaces are kept, as NVIDIA keeps them: they are symbols the model reads.
@@ -33,6 +36,7 @@ _ANY_ABBREVIATION = re.compile(r"\b(?:" + "|".join(_ABBREVIATIONS) + r")\.")
 _SYMBOL_WORDS = re.compile(r"[&%]")  # spaces around the words collapse later
 _SPOKEN_SYMBOLS = {"&": " and ", "%": " percent "}
 _WHITESPACE = re.compile(r"\s+")
+_SLASH_BETWEEN = re.compile(r"(?<=[a-z0-9])/(?=[a-z0-9])")
 
 
 def expand_abbreviations(text: str) -> str:
@@ -49,5 +53,7 @@ def english_cleaners(text: str) -> str:
     text = to_ascii(text).lower()
     text = _SYMBOL_WORDS.sub(lambda m: _SPOKEN_SYMBOLS[m.group(0)], text)
     text = normalize_numbers(text)
+    if "/" in text:
+        text = _SLASH_BETWEEN.sub(" ", text)
     text = expand_abbreviations(text)
     return _WHITESPACE.sub(" ", text)

@@ -29,6 +29,10 @@ Deliberate improvements over NVIDIA (each differs from its output only where it 
   (NVIDIA: "three point five", which is a different number).
 - digit runs too long for words (more than 36 significant digits, where NVIDIA crashes) are read
   digit by digit.
+- simple fractions written with a slash (a one-digit numerator below a denominator of 2 to 10):
+  "1/2" → "one half", "3/4" → "three quarters", "2 1/2" → "two and a half" (NVIDIA drops the slash:
+  "onetwo"). Other slashes between numbers are word breaks (cleaners.py): "12/25/2024" → "twelve
+  twenty-five twenty twenty-four", "24/7" → "twenty-four seven".
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ _LONE_CURRENCY = re.compile(r"([£€¥])")
 _DECIMAL = re.compile(r"(?<![0-9])([0-9]+)\.([0-9]+)")
 _ORDINAL = re.compile(r"(?<![0-9])[0-9]+(?:st|nd|rd|th)")
 _NUMBER = re.compile(r"[0-9]+")
+# "3/4", "2 1/2": a one-digit numerator over 2..10, not part of a date or a longer run ("1/2/2024",
+# "24/7", "1/2.5")
+_FRACTION = re.compile(r"(?<![\d/.,])(?:(\d+) )?(\d)/(10|[2-9])(?![\d/]|[.,]\d)")
+_DENOMINATORS = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters"),
+                 5: ("fifth", "fifths"), 6: ("sixth", "sixths"), 7: ("seventh", "sevenths"),
+                 8: ("eighth", "eighths"), 9: ("ninth", "ninths"), 10: ("tenth", "tenths")}
 _LAST_WORD = re.compile(r"[a-z]+$")
 
 
@@ -199,12 +209,24 @@ def _decimal(m: re.Match) -> str:
     return f"{m.group(1)} point {fraction}"
 
 
+def _fraction(m: re.Match) -> str:
+    whole, num, den = m.group(1), int(m.group(2)), int(m.group(3))
+    if not 0 < num < den:
+        return m.group(0)  # "5/4", "0/3": not read as a fraction; the slash becomes a word break
+    one, many = _DENOMINATORS[den]
+    if whole is None:
+        return f"{_ONES[num]} {one if num == 1 else many}"
+    return f"{whole} and {'a ' + one if num == 1 else _ONES[num] + ' ' + many}"
+
+
 def _lone_currency(m: re.Match) -> str:
     return f" {_CURRENCIES[m.group(1)][1]} "
 
 
 def normalize_numbers(text: str) -> str:
     """Spell every number in lower-cased ASCII `text` as words."""
+    if "/" in text:
+        text = _FRACTION.sub(_fraction, text)
     text = _CLOCK.sub(_spell_clock, text)
     text = _AM_PM.sub(lambda m: f" {m.group(1)}.m.", text)
     text = _COMMA_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
