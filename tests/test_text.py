@@ -109,6 +109,15 @@ IMPROVED = [
     ("24/7", "twenty-four seven"),
     ("5/4", "five four"),
     ("and/or", "and or"),
+    # signs of numbers, arithmetic between numbers
+    ("-5 degrees", "minus five degrees"),
+    ("(-3)", "(minus three)"),
+    ("pages 3-4", "pages three-four"),
+    ("#1 hit", "number one hit"),
+    ("2 + 2 = 4", "two plus two equals four"),
+    ("1+1=2", "one plus one equals two"),
+    ("5 - 3", "five minus three"),
+    ("x-ray", "x-ray"),
     # symbols
     ("rock & roll", "rock and roll"),
     ("50%", "fifty percent"),

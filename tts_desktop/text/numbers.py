@@ -29,6 +29,9 @@ Deliberate improvements over NVIDIA (each differs from its output only where it 
   (NVIDIA: "three point five", which is a different number).
 - digit runs too long for words (more than 36 significant digits, where NVIDIA crashes) are read
   digit by digit.
+- signs that belong to a number: "-5" → "minus five" (not inside "3-4" or "2024-12-25"), "#1" →
+  "number one", "2 + 2 = 4" → "two plus two equals four", "5 - 3" → "five minus three" (between
+  numbers only; NVIDIA drops "#", "+" and "=" and reads the hyphen as a hyphen).
 - simple fractions written with a slash (a one-digit numerator below a denominator of 2 to 10):
   "1/2" → "one half", "3/4" → "three quarters", "2 1/2" → "two and a half" (NVIDIA drops the slash:
   "onetwo"). Other slashes between numbers are word breaks (cleaners.py): "12/25/2024" → "twelve
@@ -71,6 +74,9 @@ _LONE_CURRENCY = re.compile(r"([£€¥])")
 _DECIMAL = re.compile(r"(?<![0-9])([0-9]+)\.([0-9]+)")
 _ORDINAL = re.compile(r"(?<![0-9])[0-9]+(?:st|nd|rd|th)")
 _NUMBER = re.compile(r"[0-9]+")
+_MINUS = re.compile(r"(?<![\w.,)\]-])-(?=\.?\d)")       # "-5", "(-3)", not "3-4" or "a-5"
+_NUMBER_SIGN = re.compile(r"#(?=\d)")
+_ARITHMETIC = re.compile(r"(?<=\d)(?: ?([+=]) ?| - )(?=[-#]?\.?\d)")  # a spaced " - " only: "3-4" stays
 # "3/4", "2 1/2": a one-digit numerator over 2..10, not part of a date or a longer run ("1/2/2024",
 # "24/7", "1/2.5")
 _FRACTION = re.compile(r"(?<![\d/.,])(?:(\d+) )?(\d)/(10|[2-9])(?![\d/]|[.,]\d)")
@@ -227,6 +233,9 @@ def normalize_numbers(text: str) -> str:
     """Spell every number in lower-cased ASCII `text` as words."""
     if "/" in text:
         text = _FRACTION.sub(_fraction, text)
+    text = _ARITHMETIC.sub(lambda m: {"+": " plus ", "=": " equals ", None: " minus "}[m.group(1)], text)
+    text = _MINUS.sub("minus ", text)
+    text = _NUMBER_SIGN.sub("number ", text)
     text = _CLOCK.sub(_spell_clock, text)
     text = _AM_PM.sub(lambda m: f" {m.group(1)}.m.", text)
     text = _COMMA_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
