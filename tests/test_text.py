@@ -109,6 +109,10 @@ IMPROVED = [
     ("24/7", "twenty-four seven"),
     ("5/4", "five four"),
     ("and/or", "and or"),
+    # e-mail addresses ("@" alone, or before a phone outside braces, is still dropped)
+    ("mail bob.smith@example.com.", "mail bob dot smith at example dot com."),
+    ("bob2@x.co.uk", "bob two at x dot co dot uk"),
+    ("a @ b", "a  b"),
     # signs of numbers, arithmetic between numbers
     ("-5 degrees", "minus five degrees"),
     ("(-3)", "(minus three)"),
@@ -306,6 +310,16 @@ def test_one_megabyte_finishes_quickly(data_dir):
 def test_one_megabyte_of_pathological_text(text):
     start = time.perf_counter()
     split_sentences(text)
+    assert time.perf_counter() - start < 10.0
+
+
+@pytest.mark.parametrize("text", ["a." * 200_000 + "@", "a@" * 200_000, "1/" * 200_000, "1 + " * 100_000,
+                                  "-" * 400_000 + "5", "5 - " * 100_000])
+def test_cleaners_stay_linear_on_long_runs(text):
+    """The e-mail, slash and sign rules on 400 KB runs built to make a careless pattern rescan
+    (~0.1-0.6 s here; quadratic would be minutes)."""
+    start = time.perf_counter()
+    english_cleaners(text)
     assert time.perf_counter() - start < 10.0
 
 

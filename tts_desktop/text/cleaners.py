@@ -5,6 +5,8 @@ abbreviations → words, runs of whitespace → one space. For ASCII text the re
 character for character, except where this project deliberately does better:
 
 - "&" → "and" and "%" → "percent" (NVIDIA drops both: "smith & jones" became "smith  jones");
+- e-mail addresses are read out: "bob.smith@example.com" → "bob dot smith at example dot com"
+  (NVIDIA drops the "@" and reads "bob.smithexample.com");
 - a slash between two words or numbers is a word break: "and/or" → "and or", "12/25/2024" →
   "twelve twenty-five twenty twenty-four" (NVIDIA drops the slash and runs the words together:
   "andor", "twelvetwenty-five..."); a slash on its own is still dropped, as NVIDIA drops it;
@@ -37,6 +39,19 @@ _SYMBOL_WORDS = re.compile(r"[&%]")  # spaces around the words collapse later
 _SPOKEN_SYMBOLS = {"&": " and ", "%": " percent "}
 _WHITESPACE = re.compile(r"\s+")
 _SLASH_BETWEEN = re.compile(r"(?<=[a-z0-9])/(?=[a-z0-9])")
+# lower-cased; "@" alone or before an ARPAbet phone ("@AA1", outside braces) has no local part
+# (it starts only where a run of address characters starts: scanning from inside one again and
+# again would be quadratic on a long run without an "@")
+_EMAIL = re.compile(r"(?<![a-z0-9_%+.-])[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+
+
+_LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
+
+
+def _spoken_email(m: re.Match) -> str:
+    """'bob2@x.com' -> 'bob 2 at x dot com' (its numbers are spelled later, apart from the letters)."""
+    local, domain = _LETTER_DIGIT.sub(" ", m.group(0)).split("@", 1)
+    return local.replace(".", " dot ") + " at " + domain.replace(".", " dot ")
 
 
 def expand_abbreviations(text: str) -> str:
@@ -51,6 +66,8 @@ def expand_abbreviations(text: str) -> str:
 def english_cleaners(text: str) -> str:
     """Clean `text` for the English Tacotron2: ASCII, lower case, numbers and abbreviations in words."""
     text = to_ascii(text).lower()
+    if "@" in text:
+        text = _EMAIL.sub(_spoken_email, text)
     text = _SYMBOL_WORDS.sub(lambda m: _SPOKEN_SYMBOLS[m.group(0)], text)
     text = normalize_numbers(text)
     if "/" in text:
