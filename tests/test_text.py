@@ -109,6 +109,17 @@ IMPROVED = [
     ("24/7", "twenty-four seven"),
     ("5/4", "five four"),
     ("and/or", "and or"),
+    # units right after a number
+    ("5 kg", "five kilograms"),
+    ("1 km", "one kilometer"),
+    ("5kg of flour", "five kilograms of flour"),
+    ("60 mph", "sixty miles per hour"),
+    ("100 km/h", "one hundred kilometers per hour"),
+    ("3.5 GB", "three point five gigabytes"),
+    ("6 ft. tall", "six feet tall"),
+    ("ten 10 min.", "ten ten minutes."),
+    ("2 in 5 m", "two in five m"),
+    ("the km", "the km"),
     # e-mail addresses ("@" alone, or before a phone outside braces, is still dropped)
     ("mail bob.smith@example.com.", "mail bob dot smith at example dot com."),
     ("bob2@x.co.uk", "bob two at x dot co dot uk"),
@@ -314,9 +325,9 @@ def test_one_megabyte_of_pathological_text(text):
 
 
 @pytest.mark.parametrize("text", ["a." * 200_000 + "@", "a@" * 200_000, "1/" * 200_000, "1 + " * 100_000,
-                                  "-" * 400_000 + "5", "5 - " * 100_000])
+                                  "-" * 400_000 + "5", "5 - " * 100_000, "1 km " * 80_000, "1" * 400_000 + "k"])
 def test_cleaners_stay_linear_on_long_runs(text):
-    """The e-mail, slash and sign rules on 400 KB runs built to make a careless pattern rescan
+    """The e-mail, slash, sign and unit rules on 400 KB runs built to make a careless pattern rescan
     (~0.1-0.6 s here; quadratic would be minutes)."""
     start = time.perf_counter()
     english_cleaners(text)

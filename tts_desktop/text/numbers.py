@@ -32,6 +32,10 @@ Deliberate improvements over NVIDIA (each differs from its output only where it 
 - signs that belong to a number: "-5" → "minus five" (not inside "3-4" or "2024-12-25"), "#1" →
   "number one", "2 + 2 = 4" → "two plus two equals four", "5 - 3" → "five minus three" (between
   numbers only; NVIDIA drops "#", "+" and "=" and reads the hyphen as a hyphen).
+- units after a number: "5 kg" → "five kilograms", "1 km" → "one kilometer", "60 mph" → "sixty
+  miles per hour", "3.5 GB" → "three point five gigabytes" (NVIDIA reads "kg" as letters or runs
+  "5kg" together: "fivekg"). Only unambiguous symbols, only right after a number; an abbreviation's
+  period inside a sentence goes ("6 ft. tall" → "six feet tall").
 - simple fractions written with a slash (a one-digit numerator below a denominator of 2 to 10):
   "1/2" → "one half", "3/4" → "three quarters", "2 1/2" → "two and a half" (NVIDIA drops the slash:
   "onetwo"). Other slashes between numbers are word breaks (cleaners.py): "12/25/2024" → "twelve
@@ -74,6 +78,23 @@ _LONE_CURRENCY = re.compile(r"([£€¥])")
 _DECIMAL = re.compile(r"(?<![0-9])([0-9]+)\.([0-9]+)")
 _ORDINAL = re.compile(r"(?<![0-9])[0-9]+(?:st|nd|rd|th)")
 _NUMBER = re.compile(r"[0-9]+")
+# unit symbol: (one, many). Not "m", "in", "s", "g" or "t": words, or more than one unit.
+_UNITS = {
+    "mm": ("millimeter", "millimeters"), "cm": ("centimeter", "centimeters"), "km": ("kilometer", "kilometers"),
+    "mg": ("milligram", "milligrams"), "kg": ("kilogram", "kilograms"), "ml": ("milliliter", "milliliters"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "ft": ("foot", "feet"), "mi": ("mile", "miles"),
+    "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
+    "kph": ("kilometer per hour", "kilometers per hour"),
+    "kb": ("kilobyte", "kilobytes"), "mb": ("megabyte", "megabytes"), "gb": ("gigabyte", "gigabytes"),
+    "tb": ("terabyte", "terabytes"),
+    "hz": ("hertz", "hertz"), "khz": ("kilohertz", "kilohertz"), "mhz": ("megahertz", "megahertz"),
+    "ghz": ("gigahertz", "gigahertz"), "kw": ("kilowatt", "kilowatts"), "kwh": ("kilowatt hour", "kilowatt hours"),
+    "min": ("minute", "minutes"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "sec": ("second", "seconds"),
+}
+_UNIT = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?) ?(" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+                   + r")(?:\.(?= [a-z0-9])|(?![a-z0-9/]))")  # "6 ft. tall": the abbreviation's period goes
 _MINUS = re.compile(r"(?<![\w.,)\]-])-(?=\.?\d)")       # "-5", "(-3)", not "3-4" or "a-5"
 _NUMBER_SIGN = re.compile(r"#(?=\d)")
 _ARITHMETIC = re.compile(r"(?<=\d)(?: ?([+=]) ?| - )(?=[-#]?\.?\d)")  # a spaced " - " only: "3-4" stays
@@ -239,6 +260,7 @@ def normalize_numbers(text: str) -> str:
     text = _CLOCK.sub(_spell_clock, text)
     text = _AM_PM.sub(lambda m: f" {m.group(1)}.m.", text)
     text = _COMMA_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
+    text = _UNIT.sub(lambda m: f"{m.group(1)} {_UNITS[m.group(2)][m.group(1) != '1']}", text)
     text = _MONEY_WITH_SCALE.sub(_money_with_scale, text)
     text = _MONEY.sub(lambda m: _money(m.group(1), m.group(2)), text)
     text = _LONE_CURRENCY.sub(_lone_currency, text)
