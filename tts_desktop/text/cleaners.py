@@ -43,8 +43,6 @@ _SLASH_BETWEEN = re.compile(r"(?<=[a-z0-9])/(?=[a-z0-9])")
 # (it starts only where a run of address characters starts: scanning from inside one again and
 # again would be quadratic on a long run without an "@")
 _EMAIL = re.compile(r"(?<![a-z0-9_%+.-])[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
-
-
 _LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
 
 
