@@ -480,20 +480,26 @@ class WaveGlowGpu:
         ctx.synchronize()  # wc and F are freed on return
         return wf, bf
 
+    def _fold_maps(self, buf: _Buffers, kc: int, layer: dict) -> tuple[int, int]:
+        """The folded GEMM's TMA descriptors, made at first use: XS's taps by (frame, phase) and the
+        mel im2col (per buffer), the layer's taps weights and folded weights (per layer). Returns
+        (phases, the im2col's K)."""
+        P, k_mel = UPSAMPLE_STRIDE // self.config.n_group, layer["w_fold"].shape[1]
+        if buf.tm_xs is None:
+            buf.tm_xs = tensor_map(buf.xs, kc, GG_BM, phases=P)
+            buf.tm_cols = tensor_map(buf.cols, k_mel, GG_BM)
+        if "tm_w" not in layer:
+            layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN)
+            layer["tm_f"] = tensor_map(layer["w_fold"], k_mel, GG_BN)
+        return P, k_mel
+
     def _layer_gemm_gate(self, buf: _Buffers, rows: int, kc: int, layer: dict) -> None:
         """buf.y = gate(W XS) for one layer through wg_gemm_gate (TMA descriptors made at first use).
         Folded (self.fold): kc is the taps' K, and the cond part comes from buf.cols and the layer's
         w_fold."""
         c, cl = self.config.wn_n_channels, self.gg_cluster
         if self.fold:
-            P = UPSAMPLE_STRIDE // self.config.n_group
-            k_mel = layer["w_fold"].shape[1]
-            if buf.tm_xs is None:
-                buf.tm_xs = tensor_map(buf.xs, kc, GG_BM, phases=P)
-                buf.tm_cols = tensor_map(buf.cols, k_mel, GG_BM)
-            if "tm_w" not in layer:
-                layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN)
-                layer["tm_f"] = tensor_map(layer["w_fold"], k_mel, GG_BN)
+            P, k_mel = self._fold_maps(buf, kc, layer)
             frames = rows // P
             units = P * ((frames + GG_BM - 1) // GG_BM) * (2 * c // GG_BN)
             launch(self.ctx, self.k_gg, min(units, self.ctx.sm_count), GG_THREADS, buf.tm_xs, layer["tm_w"], frames,
@@ -518,16 +524,10 @@ class WaveGlowGpu:
         skip share to acc, and, but for the last layer, writes the next layer's taps (dilation
         2^(i+1)) into the other one."""
         cfg = self.config
-        c, P, K = cfg.wn_n_channels, UPSAMPLE_STRIDE // cfg.n_group, cfg.wn_kernel_size
-        k_mel = layer["w_fold"].shape[1]
-        if buf.tm_xs is None:
-            buf.tm_xs = tensor_map(buf.xs, kc, GG_BM, phases=P)
-            buf.tm_cols = tensor_map(buf.cols, k_mel, GG_BM)
+        c, K = cfg.wn_n_channels, cfg.wn_kernel_size
+        P, k_mel = self._fold_maps(buf, kc, layer)
         if buf.tm_xs2 is None:
             buf.tm_xs2 = tensor_map(buf.xs2, kc, GG_BM, phases=P)
-        if "tm_w" not in layer:
-            layer["tm_w"] = tensor_map(layer["wcat"], kc, GG_BN)
-            layer["tm_f"] = tensor_map(layer["w_fold"], k_mel, GG_BN)
         has_res = layer["w_res"] is not None
         if has_res and "tm_r" not in layer:
             layer["tm_r"] = tensor_map(layer["w_res"], c, c)
